@@ -1,0 +1,316 @@
+//! In-process state store for embedded mode, with the semantics of the Redis one: the same
+//! transition rules (`model::apply_transition`), an events stream with one cursor per
+//! consumer group, TTL heartbeats and a lease.
+
+use super::*;
+use crate::model::{apply_transition, now_ms, EventKind};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Campaign {
+    meta: Option<CampaignMeta>,
+    tasks: HashMap<TaskId, TaskRecord>,
+    events: Vec<Event>,
+    groups: HashMap<String, Group>,
+    pilots: BTreeMap<
+        PilotId,
+        (
+            PilotRecord,
+            PilotLoad,
+            u64, /*alive until*/
+            u64, /*last beat*/
+        ),
+    >,
+    lease: Option<(String, u64)>,
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Group {
+    /// Index of the next never-delivered event.
+    next: usize,
+    /// Delivered but not acknowledged event ids, per consumer.
+    pending: HashMap<String, Vec<String>>,
+}
+
+impl Campaign {
+    fn push(&mut self, kind: EventKind) {
+        self.seq += 1;
+        self.events.push(Event {
+            id: format!("{}-{}", now_ms(), self.seq),
+            kind,
+        });
+    }
+}
+
+/// In-memory implementation of [`StateStore`].
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<HashMap<CampaignId, Campaign>>>,
+    notify: Arc<Notify>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, c: &CampaignId, f: impl FnOnce(&mut Campaign) -> T) -> T {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(inner.entry(*c).or_default())
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn create_campaign(&self, meta: &CampaignMeta) -> StoreResult<bool> {
+        Ok(self.with(&meta.id, |c| {
+            if c.meta.is_some() {
+                false
+            } else {
+                c.meta = Some(meta.clone());
+                true
+            }
+        }))
+    }
+
+    async fn campaign(&self, id: &CampaignId) -> StoreResult<Option<CampaignMeta>> {
+        Ok(self.with(id, |c| c.meta.clone()))
+    }
+
+    async fn set_campaign_state(&self, id: &CampaignId, state: CampaignState) -> StoreResult<()> {
+        self.with(id, |c| {
+            if let Some(m) = c.meta.as_mut() {
+                m.state = state;
+                if state.is_final() {
+                    m.finished_ms = now_ms();
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn list_campaigns(&self) -> StoreResult<Vec<CampaignId>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(inner
+            .iter()
+            .filter(|(_, c)| c.meta.is_some())
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    async fn insert_tasks(
+        &self,
+        id: &CampaignId,
+        tasks: &[(TaskId, TaskRecord)],
+    ) -> StoreResult<()> {
+        self.with(id, |c| {
+            for (t, r) in tasks {
+                c.tasks.entry(*t).or_insert_with(|| r.clone());
+            }
+        });
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        id: &CampaignId,
+        batch: &[Transition],
+    ) -> StoreResult<Vec<TransitionOutcome>> {
+        let now = now_ms();
+        let out = self.with(id, |c| {
+            batch
+                .iter()
+                .map(|t| {
+                    let Some(rec) = c.tasks.get_mut(&t.task) else {
+                        return TransitionOutcome::Unknown;
+                    };
+                    let outcome = apply_transition(rec, t, now);
+                    if outcome == TransitionOutcome::Applied {
+                        let kind = EventKind::Task {
+                            task: t.task,
+                            state: t.to,
+                            attempt: rec.a,
+                            pilot: rec.pilot(),
+                            exit_code: t.exit_code,
+                            reason: t.reason.clone().unwrap_or_default(),
+                        };
+                        c.push(kind);
+                    }
+                    outcome
+                })
+                .collect()
+        });
+        self.notify.notify_waiters();
+        Ok(out)
+    }
+
+    async fn task_records(&self, id: &CampaignId) -> StoreResult<Vec<(TaskId, TaskRecord)>> {
+        Ok(self.with(id, |c| {
+            c.tasks.iter().map(|(k, v)| (*k, v.clone())).collect()
+        }))
+    }
+
+    async fn task_record(&self, id: &CampaignId, t: &TaskId) -> StoreResult<Option<TaskRecord>> {
+        Ok(self.with(id, |c| c.tasks.get(t).cloned()))
+    }
+
+    async fn ensure_event_group(&self, id: &CampaignId, group: &str) -> StoreResult<()> {
+        self.with(id, |c| {
+            c.groups.entry(group.to_string()).or_default();
+        });
+        Ok(())
+    }
+
+    async fn read_events(
+        &self,
+        id: &CampaignId,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> StoreResult<Vec<Event>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(block_ms);
+        loop {
+            let notified = self.notify.notified();
+            let got = self.with(id, |c| {
+                let Campaign { events, groups, .. } = c;
+                let g = groups.entry(group.to_string()).or_default();
+                let end = (g.next + count).min(events.len());
+                let fresh: Vec<Event> = events[g.next..end].to_vec();
+                g.next = end;
+                g.pending
+                    .entry(consumer.to_string())
+                    .or_default()
+                    .extend(fresh.iter().map(|e| e.id.clone()));
+                fresh
+            });
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
+    }
+
+    async fn ack_events(&self, id: &CampaignId, group: &str, ids: &[String]) -> StoreResult<()> {
+        self.with(id, |c| {
+            if let Some(g) = c.groups.get_mut(group) {
+                for pending in g.pending.values_mut() {
+                    pending.retain(|p| !ids.contains(p));
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn all_events(&self, id: &CampaignId) -> StoreResult<Vec<Event>> {
+        Ok(self.with(id, |c| c.events.clone()))
+    }
+
+    async fn put_pilot(&self, id: &CampaignId, rec: &PilotRecord) -> StoreResult<()> {
+        self.with(id, |c| {
+            let entry = c
+                .pilots
+                .entry(rec.id)
+                .or_insert_with(|| (rec.clone(), PilotLoad::default(), 0, 0));
+            entry.0 = rec.clone();
+            c.push(EventKind::Pilot {
+                pilot: rec.id,
+                state: rec.state,
+                reason: rec.reason.clone(),
+            });
+        });
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn pilot_transition(
+        &self,
+        id: &CampaignId,
+        p: &PilotId,
+        to: PilotState,
+        reason: &str,
+    ) -> StoreResult<bool> {
+        let moved = self.with(id, |c| {
+            let Some(entry) = c.pilots.get_mut(p) else {
+                return false;
+            };
+            if !entry.0.state.can_become(to) {
+                return false;
+            }
+            entry.0.state = to;
+            entry.0.reason = reason.to_string();
+            c.push(EventKind::Pilot {
+                pilot: *p,
+                state: to,
+                reason: reason.to_string(),
+            });
+            true
+        });
+        self.notify.notify_waiters();
+        Ok(moved)
+    }
+
+    async fn pilots(&self, id: &CampaignId) -> StoreResult<Vec<PilotView>> {
+        let now = now_ms();
+        Ok(self.with(id, |c| {
+            c.pilots
+                .values()
+                .map(|(rec, load, until, beat)| PilotView {
+                    record: rec.clone(),
+                    alive: *until > now,
+                    load: *load,
+                    heartbeat_age_ms: (*beat > 0).then(|| now.saturating_sub(*beat)),
+                })
+                .collect()
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &CampaignId,
+        p: &PilotId,
+        ttl_ms: u64,
+        load: PilotLoad,
+    ) -> StoreResult<()> {
+        let now = now_ms();
+        self.with(id, |c| {
+            if let Some(entry) = c.pilots.get_mut(p) {
+                entry.1 = load;
+                entry.2 = now + ttl_ms;
+                entry.3 = now;
+            }
+        });
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, id: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {
+        let now = now_ms();
+        Ok(self.with(id, |c| match &c.lease {
+            Some((h, until)) if h != holder && *until > now => false,
+            _ => {
+                c.lease = Some((holder.to_string(), now + ttl_ms));
+                true
+            }
+        }))
+    }
+
+    async fn release_lease(&self, id: &CampaignId, holder: &str) -> StoreResult<()> {
+        self.with(id, |c| {
+            if c.lease.as_ref().map(|(h, _)| h == holder).unwrap_or(false) {
+                c.lease = None;
+            }
+        });
+        Ok(())
+    }
+
+    async fn delete_campaign(&self, id: &CampaignId) -> StoreResult<()> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+}

@@ -1,0 +1,107 @@
+//! The state-store seam: task records, the events stream, pilots, heartbeats and the
+//! manager lease. `RedisStore` is the real one (DESIGN section 6); `MemoryStore` keeps the
+//! same semantics in process for embedded mode.
+
+mod memory;
+mod redis_store;
+
+pub use memory::MemoryStore;
+pub use redis_store::{transition_script, RedisStore};
+
+use crate::ids::{CampaignId, PilotId, TaskId};
+use crate::model::{
+    CampaignMeta, Event, PilotLoad, PilotRecord, TaskRecord, Transition, TransitionOutcome,
+};
+use crate::state::{CampaignState, PilotState};
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot reach Redis at {url}: {reason}. Start it (`deploy/dev/services-up.sh`, or `redis-server --daemonize yes`), or drop --redis-url to run in embedded mode")]
+    Unreachable { url: String, reason: String },
+    #[error("state store operation `{op}` failed: {reason}")]
+    Operation { op: &'static str, reason: String },
+    #[error("corrupt record in {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(
+        "campaign {0} is not known to this state store (was Redis restarted without persistence?)"
+    )]
+    UnknownCampaign(CampaignId),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Heartbeat and registration facts the manager reads about a pilot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PilotView {
+    pub record: PilotRecord,
+    pub alive: bool,
+    pub load: PilotLoad,
+    /// Age of the last heartbeat in ms (None when none was seen).
+    pub heartbeat_age_ms: Option<u64>,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Creates the campaign; `false` if it already exists (nothing is overwritten).
+    async fn create_campaign(&self, meta: &CampaignMeta) -> StoreResult<bool>;
+    async fn campaign(&self, c: &CampaignId) -> StoreResult<Option<CampaignMeta>>;
+    async fn set_campaign_state(&self, c: &CampaignId, state: CampaignState) -> StoreResult<()>;
+    async fn list_campaigns(&self) -> StoreResult<Vec<CampaignId>>;
+
+    /// Creates task records that do not exist yet (existing ones are kept as they are).
+    async fn insert_tasks(&self, c: &CampaignId, tasks: &[(TaskId, TaskRecord)])
+        -> StoreResult<()>;
+    /// Applies transitions atomically, each checked for attempt and legality, each appended
+    /// to the events stream when applied.
+    async fn transition(
+        &self,
+        c: &CampaignId,
+        batch: &[Transition],
+    ) -> StoreResult<Vec<TransitionOutcome>>;
+    async fn task_records(&self, c: &CampaignId) -> StoreResult<Vec<(TaskId, TaskRecord)>>;
+    async fn task_record(&self, c: &CampaignId, t: &TaskId) -> StoreResult<Option<TaskRecord>>;
+
+    /// Creates the consumer group `group` on the events stream (idempotent, from the start).
+    async fn ensure_event_group(&self, c: &CampaignId, group: &str) -> StoreResult<()>;
+    /// Reads events for `consumer`: first its pending (delivered, unacknowledged) ones, then
+    /// new ones, blocking up to `block_ms` when there are none.
+    async fn read_events(
+        &self,
+        c: &CampaignId,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block_ms: u64,
+    ) -> StoreResult<Vec<Event>>;
+    async fn ack_events(&self, c: &CampaignId, group: &str, ids: &[String]) -> StoreResult<()>;
+    /// Every event of the campaign, oldest first (reports, tests).
+    async fn all_events(&self, c: &CampaignId) -> StoreResult<Vec<Event>>;
+
+    /// Writes the pilot record (creating or replacing it) and appends a pilot event.
+    async fn put_pilot(&self, c: &CampaignId, rec: &PilotRecord) -> StoreResult<()>;
+    /// Moves a pilot to `to` if legal; returns whether it moved.
+    async fn pilot_transition(
+        &self,
+        c: &CampaignId,
+        p: &PilotId,
+        to: PilotState,
+        reason: &str,
+    ) -> StoreResult<bool>;
+    async fn pilots(&self, c: &CampaignId) -> StoreResult<Vec<PilotView>>;
+    /// Refreshes the pilot's alive key for `ttl_ms` and records its load.
+    async fn heartbeat(
+        &self,
+        c: &CampaignId,
+        p: &PilotId,
+        ttl_ms: u64,
+        load: PilotLoad,
+    ) -> StoreResult<()>;
+
+    /// Takes or renews the campaign's manager lease for `holder`; `false` if another holds it.
+    async fn acquire_lease(&self, c: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool>;
+    async fn release_lease(&self, c: &CampaignId, holder: &str) -> StoreResult<()>;
+
+    /// Removes every key of the campaign.
+    async fn delete_campaign(&self, c: &CampaignId) -> StoreResult<()>;
+}
