@@ -1,1 +1,3 @@
-pub fn placeholder() {}
+//! EManager: the execution manager library behind the `emanager` binary.
+
+pub mod workflow;
