@@ -1,3 +1,11 @@
-//! EManager: the execution manager library behind the `emanager` binary.
+//! EManager: the execution manager library behind the `emanager` binary. The binary is a
+//! thin layer over it, so tests and embedded mode run exactly the same code.
 
+pub mod campaign;
+pub mod cli;
+pub mod config;
+pub mod driver;
+pub mod pilots;
+pub mod progress;
+pub mod services;
 pub mod workflow;

@@ -1,1 +1,5 @@
-fn main() {}
+//! `emanager`: a thin binary over the `emanager` library.
+
+fn main() {
+    std::process::exit(emanager::cli::main());
+}

@@ -1,1 +1,148 @@
-fn main() {}
+//! `pilot-agent`: a thin binary over the `pilot_agent` library.
+
+use anyhow::Context;
+use clap::Parser;
+use emanager_shared::broker::AmqpBroker;
+use emanager_shared::store::RedisStore;
+use emanager_shared::{CampaignId, PilotId};
+use pilot_agent::discovery::{self, Overrides};
+use pilot_agent::AgentConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// EManager pilot agent: runs inside an allocation and executes the tasks the manager binds
+/// to its pilot.
+///
+/// Example:
+///   pilot-agent --campaign 3f0c...e1 --cores 16 --workdir /scratch/em \
+///     --amqp-url amqp://guest:guest@broker:5672/%2f --redis-url redis://state:6379/
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None, verbatim_doc_comment)]
+struct Args {
+    /// Campaign to work for.
+    #[arg(long, env = "EMANAGER_CAMPAIGN")]
+    campaign: CampaignId,
+    /// This pilot's id (a new one when absent: an agent started by hand or by an ops tool).
+    #[arg(long, env = "EMANAGER_PILOT")]
+    pilot: Option<PilotId>,
+    /// Cores to use (default: every core of this host).
+    #[arg(long)]
+    cores: Option<u32>,
+    /// GPUs to use (default: CUDA_VISIBLE_DEVICES or nvidia-smi).
+    #[arg(long)]
+    gpus: Option<u32>,
+    /// Memory to use in MiB (default: the host's total).
+    #[arg(long)]
+    mem_mb: Option<u64>,
+    #[arg(long, env = "EMANAGER_AMQP_URL", default_value = emanager_shared::DEFAULT_AMQP_URL)]
+    amqp_url: String,
+    #[arg(long, env = "EMANAGER_REDIS_URL", default_value = emanager_shared::DEFAULT_REDIS_URL)]
+    redis_url: String,
+    /// Task sandboxes go below DIR/<campaign>/.
+    #[arg(long, default_value = "emanager-runs")]
+    workdir: PathBuf,
+    /// Heartbeat period in milliseconds (the TTL is three periods).
+    #[arg(long, default_value_t = 2000)]
+    heartbeat_ms: u64,
+    /// The allocation ends this many seconds from now (default: from the batch system, else never).
+    #[arg(long)]
+    walltime_s: Option<u64>,
+    /// Drain this many seconds before the allocation ends.
+    #[arg(long, default_value_t = 30)]
+    drain_margin_s: u64,
+    /// Stop after this many seconds without work.
+    #[arg(long)]
+    idle_timeout_s: Option<u64>,
+    /// Catalog resource this agent runs on.
+    #[arg(long, default_value = "local")]
+    resource: String,
+    /// Batch job id of the allocation.
+    #[arg(long, env = "SLURM_JOB_ID", default_value = "")]
+    job_id: String,
+    /// Write logs to this file instead of stderr.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Task messages in flight from the broker.
+    #[arg(long, default_value_t = 8)]
+    prefetch: u16,
+}
+
+fn init_logs(file: Option<&PathBuf>) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).ok();
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .init();
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+    Ok(())
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = init_logs(args.log_file.as_ref()) {
+        eprintln!("pilot-agent: {e:#}");
+        std::process::exit(2);
+    }
+    match run(args).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pilot-agent: {e:#}");
+            std::process::exit(3);
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let nodes = discovery::discover(&Overrides {
+        cores: args.cores,
+        gpus: args.gpus,
+        mem_mb: args.mem_mb,
+    });
+    let pilot = args.pilot.unwrap_or_else(PilotId::random);
+    let mut cfg = AgentConfig::new(args.campaign, pilot, nodes, args.workdir.clone());
+    cfg.heartbeat = Duration::from_millis(args.heartbeat_ms.max(100));
+    cfg.walltime_end_ms = args
+        .walltime_s
+        .map(|w| emanager_shared::now_ms() + w * 1000);
+    cfg.drain_margin = Duration::from_secs(args.drain_margin_s);
+    cfg.idle_timeout = args.idle_timeout_s.map(Duration::from_secs);
+    cfg.resource = args.resource.clone();
+    cfg.job_id = args.job_id.clone();
+    cfg.prefetch = args.prefetch;
+    cfg.log_path = args
+        .log_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let broker = AmqpBroker::connect(&args.amqp_url).await?;
+    let store = RedisStore::connect(&args.redis_url).await?;
+    pilot_agent::run(cfg, Arc::new(broker), Arc::new(store), stop_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! A campaign: one run of one workflow, recorded in the state store with everything a
+//! restarted manager needs to continue it (`emanager resume`).
+
+use crate::workflow::{self, Format, Workflow};
+use anyhow::Context;
+use emanager_shared::model::CampaignMeta;
+use emanager_shared::store::StateStore;
+use emanager_shared::{now_ms, CampaignId, CampaignState, TaskRecord, TaskState};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A pilot the campaign asks for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PilotRequest {
+    /// `local` (a process on this host) or a catalog resource.
+    pub resource: String,
+    pub cores: u32,
+    #[serde(default)]
+    pub gpus: u32,
+    #[serde(default)]
+    pub mem_mb: u64,
+    /// Allocation length; `None` for local pilots without a limit.
+    #[serde(default)]
+    pub walltime_s: Option<u64>,
+}
+
+/// How the manager runs a campaign; stored with it so `resume` behaves the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CampaignOptions {
+    pub pilots: Vec<PilotRequest>,
+    /// Work bound to a pilot ahead of its free cores, in seconds of its cores' time.
+    pub lookahead_s: f64,
+    pub heartbeat_ms: u64,
+    pub workdir: PathBuf,
+    /// Pilots started to replace failed ones while work remains.
+    pub max_pilot_replacements: u32,
+    /// A pilot that has not registered after this long is FAILED.
+    pub pilot_start_timeout_s: u64,
+}
+
+impl Default for CampaignOptions {
+    fn default() -> Self {
+        CampaignOptions {
+            pilots: vec![PilotRequest {
+                resource: "local".into(),
+                cores: pilot_agent::discovery::local_cores(),
+                gpus: 0,
+                mem_mb: 0,
+                walltime_s: None,
+            }],
+            lookahead_s: 2.0,
+            heartbeat_ms: 1000,
+            workdir: PathBuf::from("emanager-runs"),
+            max_pilot_replacements: 2,
+            pilot_start_timeout_s: 60,
+        }
+    }
+}
+
+/// A digest of the workflow source (FNV-1a, 64 bit): enough to notice another workflow.
+pub fn digest(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Records a new campaign and its tasks (READY, or WAITING for parents).
+pub async fn create(
+    store: &dyn StateStore,
+    id: CampaignId,
+    wf: &Workflow,
+    source: &str,
+    format: Format,
+    opts: &CampaignOptions,
+) -> anyhow::Result<()> {
+    let meta = CampaignMeta {
+        id,
+        name: wf.name.clone(),
+        state: CampaignState::Running,
+        created_ms: now_ms(),
+        finished_ms: 0,
+        task_count: wf.tasks.len() as u64,
+        spec_digest: digest(source),
+        workflow_format: format.as_str().to_string(),
+        workflow_source: source.to_string(),
+        options_json: serde_json::to_string(opts)?,
+    };
+    if !store.create_campaign(&meta).await? {
+        anyhow::bail!("campaign {id} already exists");
+    }
+    let dag = crate::workflow::dag::Dag::new(wf);
+    let records: Vec<_> = wf
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let state = if dag.is_waiting(i) {
+                TaskState::Waiting
+            } else {
+                TaskState::Ready
+            };
+            (t.to_spec(&id).id, TaskRecord::new(state))
+        })
+        .collect();
+    store.insert_tasks(&id, &records).await?;
+    Ok(())
+}
+
+/// The workflow and options of a recorded campaign, for `resume`.
+pub async fn load(
+    store: &dyn StateStore,
+    id: &CampaignId,
+) -> anyhow::Result<(CampaignMeta, Workflow, CampaignOptions)> {
+    let meta = store
+        .campaign(id)
+        .await?
+        .with_context(|| format!("campaign {id} is not in the state store"))?;
+    let format = Format::parse_name(&meta.workflow_format).unwrap_or(Format::Toml);
+    let wf = workflow::parse_str(&meta.workflow_source, format, &format!("campaign {id}"))
+        .map_err(|e| {
+            anyhow::anyhow!("the stored workflow of campaign {id} no longer parses: {e}")
+        })?;
+    let opts: CampaignOptions = serde_json::from_str(&meta.options_json)
+        .with_context(|| format!("campaign {id} has unreadable options"))?;
+    Ok((meta, wf, opts))
+}

@@ -1,0 +1,129 @@
+//! The `emanager` command line. `main.rs` only calls [`main`]; every subcommand lives in a
+//! module of its own here.
+
+mod output;
+mod read;
+mod run;
+
+use crate::config::GlobalArgs;
+use clap::{Parser, Subcommand};
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// Every task DONE (or the command succeeded).
+    pub const OK: i32 = 0;
+    /// Some tasks FAILED or were CANCELED.
+    pub const TASKS_FAILED: i32 = 1;
+    /// Usage or input error (bad flags, invalid workflow, unknown campaign).
+    pub const INPUT: i32 = 2;
+    /// Infrastructure error (broker or Redis unreachable, pilots lost for good).
+    pub const INFRA: i32 = 3;
+    /// Interrupted by the user (Ctrl-C); a distributed campaign goes on and can be resumed.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// An error with the exit code it should produce.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub error: anyhow::Error,
+}
+
+pub type CliResult = Result<i32, CliError>;
+
+/// Tags errors with their exit code.
+pub trait Tag<T> {
+    fn input(self) -> Result<T, CliError>;
+    fn infra(self) -> Result<T, CliError>;
+}
+
+impl<T, E: Into<anyhow::Error>> Tag<T> for Result<T, E> {
+    fn input(self) -> Result<T, CliError> {
+        self.map_err(|e| CliError {
+            code: exit::INPUT,
+            error: e.into(),
+        })
+    }
+    fn infra(self) -> Result<T, CliError> {
+        self.map_err(|e| CliError {
+            code: exit::INFRA,
+            error: e.into(),
+        })
+    }
+}
+
+/// EManager runs many-task campaigns on pilots: placeholder jobs that stream your tasks
+/// onto their cores. Without --amqp-url/--redis-url everything runs in this process
+/// (embedded mode); with them, on RabbitMQ and Redis with pilot-agent processes.
+///
+/// Examples:
+///   emanager run examples/quickstart.toml
+///   emanager run wf.toml --pilots 2 --cores-per-pilot 8 --redis-url redis://127.0.0.1:6379/
+///   emanager status 6f1c0a4e-...      emanager report 6f1c0a4e-... --json
+#[derive(Parser, Debug)]
+#[command(name = "emanager", version, about, long_about, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Run(run::RunArgs),
+    Submit(run::SubmitArgs),
+    Resume(run::ResumeArgs),
+    Status(read::StatusArgs),
+    Cancel(read::CancelArgs),
+    List(read::ListArgs),
+    Report(read::ReportArgs),
+    Validate(read::ValidateArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logs(cli.global.quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("emanager: cannot start the async runtime: {e}");
+            return exit::INFRA;
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("emanager: {:#}", e.error);
+            e.code
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> CliResult {
+    let g = cli.global;
+    match cli.command {
+        Command::Run(a) => run::run(&g, a).await,
+        Command::Submit(a) => run::submit(&g, a).await,
+        Command::Resume(a) => run::resume(&g, a).await,
+        Command::Status(a) => read::status(&g, a).await,
+        Command::Cancel(a) => read::cancel(&g, a).await,
+        Command::List(a) => read::list(&g, a).await,
+        Command::Report(a) => read::report(&g, a).await,
+        Command::Validate(a) => read::validate(&g, a).await,
+    }
+}
+
+fn init_logs(quiet: bool) {
+    let default = if quiet { "error" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

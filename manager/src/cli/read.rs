@@ -1,0 +1,416 @@
+//! `emanager status`, `cancel`, `list`, `report`, `validate`: commands that read (or, for
+//! cancel, flag) a campaign in Redis, and one that reads only a file.
+
+use super::output::{print_workflow_errors, table};
+use super::{exit, CliError, CliResult, Tag};
+use crate::campaign;
+use crate::config::{Config, GlobalArgs};
+use crate::driver::Counts;
+use crate::progress::{format_duration, rate_and_eta};
+use crate::services::Services;
+use emanager_shared::model::CampaignMeta;
+use emanager_shared::store::{PilotView, StateStore};
+use emanager_shared::{now_ms, CampaignId, CampaignState, TaskId, TaskRecord, TaskState};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Show a campaign's progress: tasks per state, pilots and their load, throughput, ETA.
+/// Without a campaign, the campaigns that are running.
+///
+/// Example:
+///   emanager status 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f --json
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct StatusArgs {
+    pub campaign: Option<CampaignId>,
+}
+
+/// Cancel a campaign: its manager cancels every unfinished task and stops the pilots.
+///
+/// Example:
+///   emanager cancel 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct CancelArgs {
+    pub campaign: CampaignId,
+}
+
+/// List the campaigns known to the Redis.
+///
+/// Example:
+///   emanager list --redis-url redis://127.0.0.1:6379/
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ListArgs {}
+
+/// Per-task table of a campaign: state, attempt, pilot, exit code, start, end, duration.
+///
+/// Example:
+///   emanager report 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f --json > report.json
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ReportArgs {
+    pub campaign: CampaignId,
+}
+
+/// Check a workflow file and print every problem found (nothing is submitted).
+///
+/// Example:
+///   emanager validate examples/quickstart.toml
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ValidateArgs {
+    pub workflow: PathBuf,
+}
+
+async fn store(g: &GlobalArgs) -> Result<std::sync::Arc<dyn StateStore>, CliError> {
+    let cfg = Config::resolve(g, None, None).input()?;
+    Services::store_only(&cfg).await.infra()
+}
+
+async fn meta_of(s: &dyn StateStore, c: &CampaignId) -> Result<CampaignMeta, CliError> {
+    s.campaign(c).await.infra()?.ok_or_else(|| CliError {
+        code: exit::INPUT,
+        error: anyhow::anyhow!(
+            "no campaign {c} in this Redis; `emanager list` shows the known ones"
+        ),
+    })
+}
+
+/// Counts per state from task records.
+pub fn count_records(records: &[(TaskId, TaskRecord)]) -> Counts {
+    let mut c = Counts {
+        total: records.len() as u64,
+        ..Default::default()
+    };
+    for (_, r) in records {
+        match r.state() {
+            TaskState::New | TaskState::Waiting => c.waiting += 1,
+            TaskState::Ready => c.ready += 1,
+            TaskState::Scheduled | TaskState::AgentQueued => c.scheduled += 1,
+            TaskState::Executing => c.executing += 1,
+            TaskState::Done => c.done += 1,
+            TaskState::Failed => c.failed += 1,
+            TaskState::Canceled => c.canceled += 1,
+        }
+    }
+    c
+}
+
+fn pilot_json(v: &PilotView) -> serde_json::Value {
+    serde_json::json!({
+        "id": v.record.id.to_string(),
+        "state": v.record.state.as_str(),
+        "resource": v.record.resource,
+        "host": v.record.host,
+        "cores": v.record.cores,
+        "busy_cores": v.load.busy_cores,
+        "running": v.load.running,
+        "queued": v.load.queued,
+        "alive": v.alive,
+        "heartbeat_age_ms": v.heartbeat_age_ms,
+        "log": v.record.log_path,
+        "reason": v.record.reason,
+    })
+}
+
+pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
+    let s = store(g).await?;
+    let Some(c) = a.campaign else {
+        return list_campaigns(s.as_ref(), g, true).await;
+    };
+    let meta = meta_of(s.as_ref(), &c).await?;
+    let records = s.task_records(&c).await.infra()?;
+    let counts = count_records(&records);
+    let pilots = s.pilots(&c).await.infra()?;
+    let end = if meta.finished_ms > 0 {
+        meta.finished_ms
+    } else {
+        now_ms()
+    };
+    let elapsed = Duration::from_millis(end.saturating_sub(meta.created_ms));
+    let (rate, eta) = rate_and_eta(&counts, elapsed);
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "campaign": c.to_string(),
+                "name": meta.name,
+                "state": meta.state.as_str(),
+                "created_ms": meta.created_ms,
+                "finished_ms": meta.finished_ms,
+                "elapsed_s": elapsed.as_secs_f64(),
+                "counts": counts,
+                "throughput_tasks_per_s": rate,
+                "eta_s": eta.map(|d| d.as_secs_f64()),
+                "pilots": pilots.iter().map(pilot_json).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(exit::OK);
+    }
+    println!("campaign {c} · {} · {}", meta.name, meta.state);
+    println!(
+        "tasks {}: waiting {} ready {} scheduled {} running {} done {} failed {} canceled {}",
+        counts.total,
+        counts.waiting,
+        counts.ready,
+        counts.scheduled,
+        counts.executing,
+        counts.done,
+        counts.failed,
+        counts.canceled
+    );
+    println!(
+        "elapsed {} · {:.1} tasks/s · ETA {}",
+        format_duration(elapsed),
+        rate,
+        if meta.state.is_final() {
+            "-".to_string()
+        } else {
+            eta.map(format_duration).unwrap_or_else(|| "?".into())
+        }
+    );
+    if !pilots.is_empty() {
+        let rows: Vec<Vec<String>> = pilots
+            .iter()
+            .map(|v| {
+                vec![
+                    v.record.id.short(),
+                    v.record.state.to_string(),
+                    v.record.resource.clone(),
+                    format!("{}/{}", v.load.busy_cores, v.record.cores),
+                    v.load.running.to_string(),
+                    v.heartbeat_age_ms
+                        .map(|a| format!("{:.1}s", a as f64 / 1000.0))
+                        .unwrap_or_else(|| "-".into()),
+                    v.record.log_path.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "PILOT",
+                    "STATE",
+                    "RESOURCE",
+                    "BUSY/CORES",
+                    "RUNNING",
+                    "BEAT",
+                    "LOG"
+                ],
+                &rows
+            )
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub async fn cancel(g: &GlobalArgs, a: CancelArgs) -> CliResult {
+    let s = store(g).await?;
+    let meta = meta_of(s.as_ref(), &a.campaign).await?;
+    if meta.state.is_final() {
+        eprintln!("campaign {} is already {}", a.campaign, meta.state);
+        return Ok(exit::OK);
+    }
+    s.set_campaign_state(&a.campaign, CampaignState::Canceled)
+        .await
+        .infra()?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"campaign": a.campaign.to_string(), "state": "CANCELED"})
+        );
+    } else if !g.quiet {
+        println!(
+            "campaign {} canceled; its manager cancels the unfinished tasks and stops the pilots",
+            a.campaign
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub async fn list(g: &GlobalArgs, _a: ListArgs) -> CliResult {
+    let s = store(g).await?;
+    list_campaigns(s.as_ref(), g, false).await
+}
+
+async fn list_campaigns(s: &dyn StateStore, g: &GlobalArgs, running_only: bool) -> CliResult {
+    let mut metas = Vec::new();
+    for c in s.list_campaigns().await.infra()? {
+        if let Some(m) = s.campaign(&c).await.infra()? {
+            if !running_only || !m.state.is_final() {
+                metas.push(m);
+            }
+        }
+    }
+    metas.sort_by_key(|m| m.created_ms);
+    if g.json {
+        let list: Vec<_> = metas
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "campaign": m.id.to_string(),
+                    "name": m.name,
+                    "state": m.state.as_str(),
+                    "tasks": m.task_count,
+                    "created_ms": m.created_ms,
+                    "finished_ms": m.finished_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(exit::OK);
+    }
+    if metas.is_empty() {
+        println!(
+            "{}",
+            if running_only {
+                "no running campaigns"
+            } else {
+                "no campaigns"
+            }
+        );
+        return Ok(exit::OK);
+    }
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = metas
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.name.clone(),
+                m.state.to_string(),
+                m.task_count.to_string(),
+                format!(
+                    "{} ago",
+                    format_duration(Duration::from_millis(now.saturating_sub(m.created_ms)))
+                ),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(&["CAMPAIGN", "NAME", "STATE", "TASKS", "CREATED"], &rows)
+    );
+    Ok(exit::OK)
+}
+
+fn offset(ms: u64, origin: u64) -> String {
+    if ms == 0 {
+        "-".into()
+    } else {
+        format!("+{:.3}s", ms.saturating_sub(origin) as f64 / 1000.0)
+    }
+}
+
+pub async fn report(g: &GlobalArgs, a: ReportArgs) -> CliResult {
+    let s = store(g).await?;
+    let (meta, wf, _) = campaign::load(s.as_ref(), &a.campaign).await.input()?;
+    let records: HashMap<TaskId, TaskRecord> = s
+        .task_records(&a.campaign)
+        .await
+        .infra()?
+        .into_iter()
+        .collect();
+    let rows: Vec<(String, TaskRecord)> = wf
+        .tasks
+        .iter()
+        .map(|t| {
+            let id = t.to_spec(&a.campaign).id;
+            (
+                t.spec.name.clone(),
+                records.get(&id).cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let duration =
+        |r: &TaskRecord| (r.t0 > 0 && r.t1 >= r.t0).then(|| (r.t1 - r.t0) as f64 / 1000.0);
+    if g.json {
+        let tasks: Vec<_> = rows
+            .iter()
+            .map(|(name, r)| {
+                serde_json::json!({
+                    "task": name,
+                    "state": r.state().as_str(),
+                    "attempt": r.a,
+                    "failures": r.f,
+                    "pilot": r.p,
+                    "exit_code": r.x,
+                    "scheduled_ms": r.ts,
+                    "start_ms": r.t0,
+                    "end_ms": r.t1,
+                    "duration_s": duration(r),
+                    "reason": r.r,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"campaign": a.campaign.to_string(), "name": meta.name, "state": meta.state.as_str(), "tasks": tasks})
+        );
+        return Ok(exit::OK);
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(name, r)| {
+            vec![
+                name.clone(),
+                r.state().to_string(),
+                r.a.to_string(),
+                r.pilot().map(|p| p.short()).unwrap_or_else(|| "-".into()),
+                r.x.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
+                offset(r.t0, meta.created_ms),
+                offset(r.t1, meta.created_ms),
+                duration(r)
+                    .map(|d| format!("{d:.3}s"))
+                    .unwrap_or_else(|| "-".into()),
+                r.r.clone(),
+            ]
+        })
+        .collect();
+    println!("campaign {} · {} · {}", a.campaign, meta.name, meta.state);
+    println!(
+        "{}",
+        table(
+            &["TASK", "STATE", "ATTEMPT", "PILOT", "EXIT", "START", "END", "DURATION", "REASON"],
+            &table_rows
+        )
+    );
+    Ok(exit::OK)
+}
+
+pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
+    let source = std::fs::read_to_string(&a.workflow)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.workflow.display()))
+        .input()?;
+    let format = crate::workflow::Format::from_path(&a.workflow);
+    match crate::workflow::parse_str(&source, format, &a.workflow.display().to_string()) {
+        Ok(wf) => {
+            let cores: u64 = wf.tasks.iter().map(|t| t.spec.cores as u64).sum();
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": true, "name": wf.name, "tasks": wf.tasks.len(), "total_cores": cores, "errors": []})
+                );
+            } else if !g.quiet {
+                println!(
+                    "{}: valid · {} · {} tasks · {} cores in all",
+                    a.workflow.display(),
+                    wf.name,
+                    wf.tasks.len(),
+                    cores
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(errors) => {
+            print_workflow_errors(&errors, g.json);
+            if !g.json {
+                eprintln!("{} problem(s) found", errors.0.len());
+            }
+            Ok(exit::INPUT)
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! `emanager run`, `submit` and `resume`.
+
+use super::output::{print_outcome, print_workflow_errors};
+use super::{exit, CliError, CliResult, Tag};
+use crate::campaign::{self, CampaignOptions, PilotRequest};
+use crate::config::{Config, GlobalArgs};
+use crate::driver::{self, Ending, RunContext};
+use crate::pilots::{find_agent_bin, Launcher};
+use crate::progress::{Progress, ProgressMode};
+use crate::services::Services;
+use crate::workflow::{self, Format, Workflow};
+use anyhow::Context;
+use emanager_shared::CampaignId;
+use std::path::{Path, PathBuf};
+
+/// Run a workflow to completion and report (exit code 0 only if every task is DONE).
+///
+/// Examples:
+///   emanager run examples/quickstart.toml
+///   emanager run wf.toml --pilots 4 --cores-per-pilot 16 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --redis-url redis://127.0.0.1:6379/
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// Workflow file (TOML or JSON).
+    pub workflow: PathBuf,
+    /// Pilots to start on this host.
+    #[arg(long)]
+    pub pilots: Option<u32>,
+    /// Cores each pilot declares (default: this host's cores).
+    #[arg(long)]
+    pub cores_per_pilot: Option<u32>,
+}
+
+/// Start a campaign in the background and print its id (distributed mode).
+///
+/// Example:
+///   emanager submit wf.toml --pilots 2 --redis-url redis://127.0.0.1:6379/ && emanager status <id>
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct SubmitArgs {
+    pub workflow: PathBuf,
+    #[arg(long)]
+    pub pilots: Option<u32>,
+    #[arg(long)]
+    pub cores_per_pilot: Option<u32>,
+}
+
+/// Continue a campaign whose manager stopped (killed, interrupted, machine rebooted).
+///
+/// Example:
+///   emanager resume 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f --redis-url redis://127.0.0.1:6379/
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ResumeArgs {
+    pub campaign: CampaignId,
+}
+
+/// Reads and validates a workflow file; invalid input is an input error (exit 2).
+pub fn load_workflow(path: &Path, json: bool) -> Result<(Workflow, String, Format), CliError> {
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the workflow file {}", path.display()))
+        .input()?;
+    let format = Format::from_path(path);
+    match workflow::parse_str(&source, format, &path.display().to_string()) {
+        Ok(wf) => Ok((wf, source, format)),
+        Err(errors) => {
+            print_workflow_errors(&errors, json);
+            Err(CliError {
+                code: exit::INPUT,
+                error: anyhow::anyhow!(
+                    "{} problem(s) in {}; nothing was submitted",
+                    errors.0.len(),
+                    path.display()
+                ),
+            })
+        }
+    }
+}
+
+fn options(cfg: &Config) -> CampaignOptions {
+    CampaignOptions {
+        pilots: (0..cfg.pilots)
+            .map(|_| PilotRequest {
+                resource: "local".into(),
+                cores: cfg.cores_per_pilot,
+                gpus: 0,
+                mem_mb: 0,
+                walltime_s: None,
+            })
+            .collect(),
+        lookahead_s: cfg.lookahead_s,
+        heartbeat_ms: cfg.heartbeat_ms,
+        workdir: cfg.workdir.clone(),
+        max_pilot_replacements: cfg.max_pilot_replacements,
+        pilot_start_timeout_s: cfg.pilot_start_timeout_s,
+    }
+}
+
+fn launcher(cfg: &Config, services: &Services) -> Launcher {
+    match &services.urls {
+        Some((amqp, redis)) => Launcher::LocalProcess {
+            agent_bin: cfg.agent_bin.clone().unwrap_or_else(find_agent_bin),
+            amqp_url: amqp.clone(),
+            redis_url: redis.clone(),
+        },
+        None => Launcher::InProcess {
+            broker: services.broker.clone(),
+            store: services.store.clone(),
+        },
+    }
+}
+
+fn print_config(cfg: &Config) -> CliResult {
+    println!("{}", toml::to_string_pretty(cfg).unwrap_or_default());
+    Ok(exit::OK)
+}
+
+pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
+    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    if g.print_config {
+        return print_config(&cfg);
+    }
+    let (wf, source, format) = load_workflow(&a.workflow, g.json)?;
+    let services = Services::connect(&cfg).await.infra()?;
+    let id = CampaignId::random();
+    let opts = options(&cfg);
+    campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)
+        .await
+        .infra()?;
+    if !g.quiet && !g.json {
+        let mode = match &services.urls {
+            Some((_, redis)) => format!("distributed (RabbitMQ + Redis at {redis})"),
+            None => "embedded (in-process broker and state store)".to_string(),
+        };
+        eprintln!(
+            "campaign {id} · {} · {} tasks · {} pilot(s) x {} cores · {mode}",
+            wf.name,
+            wf.tasks.len(),
+            cfg.pilots,
+            cfg.cores_per_pilot
+        );
+    }
+    drive_and_report(g, &cfg, &services, id, wf, opts).await
+}
+
+async fn drive_and_report(
+    g: &GlobalArgs,
+    cfg: &Config,
+    services: &Services,
+    id: CampaignId,
+    wf: Workflow,
+    opts: CampaignOptions,
+) -> CliResult {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    let total = wf.tasks.len() as u64;
+    let mode = if g.json {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::detect(g.quiet)
+    };
+    let ctx = RunContext {
+        campaign: id,
+        store: services.store.clone(),
+        broker: services.broker.clone(),
+        launcher: launcher(cfg, services),
+        workflow: wf,
+        opts,
+        progress: Progress::new(mode, total),
+        interrupt: Some(rx),
+    };
+    let outcome = driver::drive(ctx).await.infra()?;
+    print_outcome(&outcome, g.json, g.quiet);
+    Ok(match outcome.ending {
+        Ending::Interrupted => {
+            if services.urls.is_some() {
+                eprintln!(
+                    "interrupted: campaign {id} goes on without a manager; `emanager resume {id}` continues it, `emanager cancel {id}` stops it"
+                );
+            } else {
+                eprintln!("interrupted: embedded campaigns end with their process");
+            }
+            exit::INTERRUPTED
+        }
+        _ if outcome.counts.done == outcome.counts.total => exit::OK,
+        _ => exit::TASKS_FAILED,
+    })
+}
+
+pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
+    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    if g.print_config {
+        return print_config(&cfg);
+    }
+    if !cfg.distributed() {
+        return Err(CliError {
+            code: exit::INPUT,
+            error: anyhow::anyhow!(
+                "submit runs the campaign in the background and needs RabbitMQ and Redis: give --amqp-url and --redis-url (or EMANAGER_AMQP_URL / EMANAGER_REDIS_URL); use `emanager run` for embedded mode"
+            ),
+        });
+    }
+    let (wf, source, format) = load_workflow(&a.workflow, g.json)?;
+    let services = Services::connect(&cfg).await.infra()?;
+    let id = CampaignId::random();
+    campaign::create(
+        services.store.as_ref(),
+        id,
+        &wf,
+        &source,
+        format,
+        &options(&cfg),
+    )
+    .await
+    .infra()?;
+    let dir = cfg.workdir.join(id.to_string());
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .infra()?;
+    let log_path = dir.join("manager.log");
+    let log = std::fs::File::create(&log_path).infra()?;
+    let exe = std::env::current_exe().infra()?;
+    let (amqp, redis) = services.urls.clone().unwrap_or_default();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("resume")
+        .arg(id.to_string())
+        .arg("--amqp-url")
+        .arg(amqp)
+        .arg("--redis-url")
+        .arg(redis)
+        .arg("--workdir")
+        .arg(&cfg.workdir)
+        .arg("--quiet")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().infra()?)
+        .stderr(log);
+    if let Some(c) = &cfg.config_file {
+        cmd.arg("--config").arg(c);
+    }
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    cmd.spawn()
+        .context("cannot start the background manager")
+        .infra()?;
+    if g.json {
+        println!(
+            "{}",
+            serde_json::json!({"campaign": id.to_string(), "manager_log": log_path.display().to_string()})
+        );
+    } else if g.quiet {
+        println!("{id}");
+    } else {
+        println!("{id}");
+        eprintln!(
+            "campaign {id} submitted ({} tasks); manager log: {}; follow it with `emanager status {id}`",
+            wf.tasks.len(),
+            log_path.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+pub async fn resume(g: &GlobalArgs, a: ResumeArgs) -> CliResult {
+    let cfg = Config::resolve(g, None, None).input()?;
+    if g.print_config {
+        return print_config(&cfg);
+    }
+    if !cfg.distributed() {
+        return Err(CliError {
+            code: exit::INPUT,
+            error: anyhow::anyhow!(
+                "resume continues a campaign kept in Redis: give --redis-url and --amqp-url (or the EMANAGER_* variables)"
+            ),
+        });
+    }
+    let services = Services::connect(&cfg).await.infra()?;
+    let (meta, wf, opts) = campaign::load(services.store.as_ref(), &a.campaign)
+        .await
+        .input()?;
+    if meta.state.is_final() {
+        if !g.quiet {
+            eprintln!("campaign {} is already {}", a.campaign, meta.state);
+        }
+        return Ok(if meta.state == emanager_shared::CampaignState::Done {
+            exit::OK
+        } else {
+            exit::TASKS_FAILED
+        });
+    }
+    if !g.quiet && !g.json {
+        eprintln!(
+            "resuming campaign {} · {} · {} tasks",
+            a.campaign,
+            wf.name,
+            wf.tasks.len()
+        );
+    }
+    drive_and_report(g, &cfg, &services, a.campaign, wf, opts).await
+}

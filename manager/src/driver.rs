@@ -1,0 +1,1138 @@
+//! The manager's run loop: follows the campaign's events stream, binds ready tasks late to
+//! pilots with room, retries failures, releases DAG dependents, watches pilot heartbeats and
+//! rebinds the work of pilots that died.
+//!
+//! The driver always rebuilds its view from the state store, so `run` (a new campaign) and
+//! `resume` (a campaign another manager left) are the same code.
+
+use crate::campaign::{CampaignOptions, PilotRequest};
+use crate::pilots::{LaunchedPilot, Launcher};
+use crate::progress::Progress;
+use crate::workflow::dag::Dag;
+use crate::workflow::Workflow;
+use emanager_shared::broker::{Broker, QueueKind};
+use emanager_shared::model::{EventKind, MAX_REASON_BYTES};
+use emanager_shared::protocol::{Envelope, Message};
+use emanager_shared::store::StateStore;
+use emanager_shared::{
+    BoundTask, CampaignId, CampaignState, PilotId, PilotState, TaskId, TaskSpec, TaskState,
+    Transition, TransitionOutcome,
+};
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The consumer group and consumer name of the manager on the events stream.
+pub const EVENT_GROUP: &str = "manager";
+const EVENT_CONSUMER: &str = "manager";
+/// Tasks per published message.
+const BATCH_TASKS: usize = 512;
+const LEASE_TTL_MS: u64 = 15_000;
+
+/// Everything `drive` needs.
+pub struct RunContext {
+    pub campaign: CampaignId,
+    pub store: Arc<dyn StateStore>,
+    pub broker: Arc<dyn Broker>,
+    pub launcher: Launcher,
+    pub workflow: Workflow,
+    pub opts: CampaignOptions,
+    pub progress: Progress,
+    /// Resolves when the user interrupts the manager (Ctrl-C): stop following, leave the
+    /// campaign resumable.
+    pub interrupt: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// Task counts per state.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Counts {
+    pub total: u64,
+    pub waiting: u64,
+    pub ready: u64,
+    pub scheduled: u64,
+    pub executing: u64,
+    pub done: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+impl Counts {
+    pub fn finished(&self) -> u64 {
+        self.done + self.failed + self.canceled
+    }
+}
+
+/// How a drive ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ending {
+    /// Every task is DONE, FAILED or CANCELED.
+    Finished,
+    /// The campaign was canceled.
+    Canceled,
+    /// The user interrupted the manager; the campaign goes on without it.
+    Interrupted,
+}
+
+/// What a drive did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub campaign: CampaignId,
+    pub ending: Ending,
+    pub counts: Counts,
+    pub elapsed: Duration,
+    /// Time from start to the first task EXECUTING.
+    pub first_task_after: Option<Duration>,
+    pub pilots: Vec<PilotSummary>,
+    pub failures: Vec<(String, String)>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PilotSummary {
+    pub id: PilotId,
+    pub state: PilotState,
+    pub cores: u32,
+    pub done: u64,
+    pub reason: String,
+    pub log: String,
+}
+
+#[derive(Clone, Debug)]
+struct TaskSlot {
+    state: TaskState,
+    attempt: u32,
+    failures: u32,
+    pilot: Option<PilotId>,
+    /// Failed for good (retries used up, or can never fit).
+    final_failure: bool,
+}
+
+struct PilotSlot {
+    request: Option<PilotRequest>,
+    state: PilotState,
+    registered: bool,
+    cores: u32,
+    node_cores: u32,
+    gpus: u32,
+    walltime_end_ms: u64,
+    launched_at: Instant,
+    launch: Option<LaunchedPilot>,
+    log: String,
+    running_cores: u32,
+    queued: u32,
+    queued_cs: f64,
+    bound: HashSet<usize>,
+    done: u64,
+    reason: String,
+}
+
+#[derive(PartialEq, Eq)]
+struct ReadyKey {
+    priority: i32,
+    est_ms: u64,
+    index: usize,
+}
+
+impl Ord for ReadyKey {
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        // Highest priority, then longest estimate first, then workflow order.
+        self.priority
+            .cmp(&o.priority)
+            .then(self.est_ms.cmp(&o.est_ms))
+            .then(o.index.cmp(&self.index))
+    }
+}
+
+impl PartialOrd for ReadyKey {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+
+fn state_rank(s: TaskState) -> u8 {
+    match s {
+        TaskState::New => 0,
+        TaskState::Waiting => 1,
+        TaskState::Ready => 2,
+        TaskState::Scheduled => 3,
+        TaskState::AgentQueued => 4,
+        TaskState::Executing => 5,
+        TaskState::Done | TaskState::Failed | TaskState::Canceled => 6,
+    }
+}
+
+/// Core-seconds of look-ahead a queued task takes (a floor, so unknown estimates count).
+fn queued_cost(spec: &TaskSpec) -> f64 {
+    spec.est_duration_s.max(0.005) * spec.cores.max(1) as f64
+}
+
+struct Driver {
+    c: CampaignId,
+    store: Arc<dyn StateStore>,
+    broker: Arc<dyn Broker>,
+    launcher: Launcher,
+    opts: CampaignOptions,
+    specs: Vec<TaskSpec>,
+    index: HashMap<TaskId, usize>,
+    dag: Dag,
+    tasks: Vec<TaskSlot>,
+    ready: BinaryHeap<ReadyKey>,
+    pilots: BTreeMap<PilotId, PilotSlot>,
+    counts: Counts,
+    replacements: u32,
+    started: Instant,
+    first_exec: Option<Duration>,
+    failures: Vec<(String, String)>,
+    holder: String,
+}
+
+/// Runs (or resumes) a campaign until every task is final, it is canceled, or interrupted.
+pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
+    let holder = format!(
+        "{}:{}:{}",
+        pilot_agent::discovery::hostname(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    if !ctx
+        .store
+        .acquire_lease(&ctx.campaign, &holder, LEASE_TTL_MS)
+        .await?
+    {
+        anyhow::bail!(
+            "another manager holds the lease of campaign {}; refusing to run it twice (wait {} s if that manager is dead)",
+            ctx.campaign,
+            LEASE_TTL_MS / 1000
+        );
+    }
+    let specs: Vec<TaskSpec> = ctx
+        .workflow
+        .tasks
+        .iter()
+        .map(|t| t.to_spec(&ctx.campaign))
+        .collect();
+    let index = specs.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+    let mut d = Driver {
+        c: ctx.campaign,
+        store: ctx.store.clone(),
+        broker: ctx.broker.clone(),
+        launcher: std::mem::replace(
+            &mut ctx.launcher,
+            Launcher::InProcess {
+                broker: ctx.broker.clone(),
+                store: ctx.store.clone(),
+            },
+        ),
+        opts: ctx.opts.clone(),
+        dag: Dag::new(&ctx.workflow),
+        tasks: Vec::with_capacity(specs.len()),
+        specs,
+        index,
+        ready: BinaryHeap::new(),
+        pilots: BTreeMap::new(),
+        counts: Counts::default(),
+        replacements: 0,
+        started: Instant::now(),
+        first_exec: None,
+        failures: Vec::new(),
+        holder,
+    };
+    let result = d.run(&mut ctx.progress, ctx.interrupt.take()).await;
+    let _ = d.store.release_lease(&d.c, &d.holder).await;
+    ctx.progress.finish();
+    let ending = result?;
+    Ok(d.outcome(ending))
+}
+
+impl Driver {
+    async fn run(
+        &mut self,
+        progress: &mut Progress,
+        mut interrupt: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> anyhow::Result<Ending> {
+        self.store.ensure_event_group(&self.c, EVENT_GROUP).await?;
+        self.load_state().await?;
+        self.adopt_pilots().await?;
+        self.launch_missing_pilots().await?;
+        self.fail_unfittable().await?;
+        let mut last_check = Instant::now();
+        let mut last_lease = Instant::now();
+        progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
+        loop {
+            if self.all_final() {
+                self.finish().await?;
+                return Ok(Ending::Finished);
+            }
+            if let Some(rx) = interrupt.as_mut() {
+                if rx.try_recv().is_ok() {
+                    return Ok(Ending::Interrupted);
+                }
+            }
+            let events = self
+                .store
+                .read_events(&self.c, EVENT_GROUP, EVENT_CONSUMER, 10_000, 100)
+                .await?;
+            let mut pilot_changed = false;
+            let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+            for e in events {
+                match e.kind {
+                    EventKind::Task {
+                        task,
+                        state,
+                        attempt,
+                        exit_code: _,
+                        reason,
+                        ..
+                    } => self.on_task_event(task, state, attempt, reason).await?,
+                    EventKind::Pilot { .. } => pilot_changed = true,
+                }
+            }
+            self.store.ack_events(&self.c, EVENT_GROUP, &ids).await?;
+            if pilot_changed || last_check.elapsed() >= Duration::from_secs(1) {
+                last_check = Instant::now();
+                self.check_pilots().await?;
+                if self.campaign_canceled().await? {
+                    self.cancel_everything().await?;
+                    return Ok(Ending::Canceled);
+                }
+            }
+            if last_lease.elapsed() >= Duration::from_secs(3) {
+                last_lease = Instant::now();
+                if !self
+                    .store
+                    .acquire_lease(&self.c, &self.holder, LEASE_TTL_MS)
+                    .await?
+                {
+                    anyhow::bail!("lost the lease of campaign {} to another manager", self.c);
+                }
+            }
+            self.bind_ready_tasks().await?;
+            progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
+        }
+    }
+
+    /// Rebuilds the view from the task records (a new campaign, or one being resumed).
+    async fn load_state(&mut self) -> anyhow::Result<()> {
+        let records: HashMap<TaskId, emanager_shared::TaskRecord> = self
+            .store
+            .task_records(&self.c)
+            .await?
+            .into_iter()
+            .collect();
+        if records.is_empty() && !self.specs.is_empty() {
+            anyhow::bail!(
+                "campaign {} has no task records in the state store; if Redis was restarted without persistence, its state is lost: start the campaign again",
+                self.c
+            );
+        }
+        self.counts.total = self.specs.len() as u64;
+        for (i, spec) in self.specs.iter().enumerate() {
+            let rec = records.get(&spec.id).cloned().unwrap_or_default();
+            self.tasks.push(TaskSlot {
+                state: rec.state(),
+                attempt: rec.a,
+                failures: rec.f,
+                pilot: rec.pilot(),
+                final_failure: rec.state() == TaskState::Failed && rec.f > spec.retries,
+            });
+            let _ = i;
+        }
+        // Replay DONE tasks through the DAG so dependents are where they should be.
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].state == TaskState::Done {
+                self.dag.complete(i);
+            }
+        }
+        let mut to_ready = Vec::new();
+        let mut retry = Vec::new();
+        for i in 0..self.tasks.len() {
+            let slot = &self.tasks[i];
+            match slot.state {
+                TaskState::New | TaskState::Waiting if !self.dag.is_waiting(i) => to_ready.push(i),
+                TaskState::Ready => self.push_ready(i),
+                TaskState::Failed if !slot.final_failure => retry.push(i),
+                _ => {}
+            }
+            self.count(self.tasks[i].state, 1);
+        }
+        let trs: Vec<Transition> = to_ready
+            .iter()
+            .chain(retry.iter())
+            .map(|&i| Transition::new(self.specs[i].id, self.tasks[i].attempt, TaskState::Ready))
+            .collect();
+        let outs = self.store.transition(&self.c, &trs).await?;
+        for (&i, o) in to_ready.iter().chain(retry.iter()).zip(outs) {
+            if o == TransitionOutcome::Applied {
+                self.set_state(i, TaskState::Ready);
+                self.push_ready(i);
+            }
+        }
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].state == TaskState::Failed && self.tasks[i].final_failure {
+                self.failures.push((
+                    self.specs[i].name.clone(),
+                    records
+                        .get(&self.specs[i].id)
+                        .map(|r| r.r.clone())
+                        .unwrap_or_default(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes over pilots already registered for this campaign (resume, or agents started by
+    /// hand), with the work bound to them.
+    async fn adopt_pilots(&mut self) -> anyhow::Result<()> {
+        for v in self.store.pilots(&self.c).await? {
+            if v.record.state.is_final() {
+                continue;
+            }
+            let mut slot = new_pilot_slot(None, v.record.state);
+            slot.registered = v.record.state == PilotState::Active;
+            slot.cores = v.record.cores;
+            slot.node_cores = v.record.cores / v.record.nodes.max(1);
+            slot.gpus = v.record.gpus;
+            slot.walltime_end_ms = v.record.walltime_end_ms;
+            slot.log = v.record.log_path.clone();
+            self.pilots.insert(v.record.id, slot);
+        }
+        for i in 0..self.tasks.len() {
+            let s = &self.tasks[i];
+            if s.state.is_on_pilot() {
+                if let Some(p) = s.pilot {
+                    let state = s.state;
+                    let cs = queued_cost(&self.specs[i]);
+                    let cores = self.specs[i].cores;
+                    if let Some(ps) = self.pilots.get_mut(&p) {
+                        ps.bound.insert(i);
+                        if state == TaskState::Executing {
+                            ps.running_cores += cores;
+                        } else {
+                            ps.queued += 1;
+                            ps.queued_cs += cs;
+                        }
+                    }
+                }
+            }
+        }
+        // Work bound to pilots that are gone goes back to READY.
+        let orphans: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| {
+                let s = &self.tasks[i];
+                s.state.is_on_pilot()
+                    && s.pilot
+                        .map(|p| !self.pilots.contains_key(&p))
+                        .unwrap_or(true)
+            })
+            .collect();
+        self.rebind(&orphans, "its pilot ended while no manager was running")
+            .await?;
+        Ok(())
+    }
+
+    async fn launch_missing_pilots(&mut self) -> anyhow::Result<()> {
+        let live = self.pilots.values().filter(|p| !p.state.is_final()).count();
+        let wanted: Vec<PilotRequest> = self.opts.pilots.iter().skip(live).cloned().collect();
+        for req in wanted {
+            self.launch(req).await?;
+        }
+        Ok(())
+    }
+
+    async fn launch(&mut self, req: PilotRequest) -> anyhow::Result<()> {
+        let id = PilotId::random();
+        self.broker.declare_pilot(&self.c, &id).await?;
+        let mut rec = emanager_shared::model::PilotRecord::new(id, req.resource.clone());
+        rec.state = PilotState::Submitted;
+        rec.cores = req.cores;
+        rec.gpus = req.gpus;
+        rec.nodes = 1;
+        // Recorded before it starts, so the agent's registration always comes after.
+        rec.log_path = self.launcher.log_path(&self.c, &id, &self.opts);
+        self.store.put_pilot(&self.c, &rec).await?;
+        let (launch, log) = self.launcher.launch(&self.c, id, &req, &self.opts).await?;
+        tracing::info!(pilot = %id, cores = req.cores, resource = %req.resource, "pilot launched");
+        let mut slot = new_pilot_slot(Some(req), PilotState::Submitted);
+        slot.launch = Some(launch);
+        slot.log = log;
+        self.pilots.insert(id, slot);
+        Ok(())
+    }
+
+    /// Tasks that fit no pilot this campaign can ever get fail at once, with the reason.
+    async fn fail_unfittable(&mut self) -> anyhow::Result<()> {
+        let shapes: Vec<(u32, u32, u32)> = self
+            .opts
+            .pilots
+            .iter()
+            .map(|r| (r.cores, r.cores, r.gpus))
+            .chain(
+                self.pilots
+                    .values()
+                    .filter(|p| p.registered)
+                    .map(|p| (p.cores, p.node_cores, p.gpus)),
+            )
+            .collect();
+        if shapes.is_empty() {
+            return Ok(());
+        }
+        let max_node = shapes.iter().map(|s| s.1).max().unwrap_or(0);
+        let max_gpus = shapes.iter().map(|s| s.2).max().unwrap_or(0);
+        let mut doomed = Vec::new();
+        for i in 0..self.tasks.len() {
+            if !matches!(self.tasks[i].state, TaskState::Ready | TaskState::Waiting) {
+                continue;
+            }
+            let s = &self.specs[i];
+            let fits = shapes.iter().any(|&(cores, node_cores, gpus)| {
+                let c = if s.mpi { cores } else { node_cores };
+                s.cores <= c && s.gpus <= gpus
+            });
+            if !fits {
+                let why = if s.cores > max_node {
+                    format!(
+                        "can never fit: task `{}` asks for {} cores; the largest pilot node has {max_node}",
+                        s.name, s.cores
+                    )
+                } else {
+                    format!(
+                        "can never fit: task `{}` asks for {} GPUs; the largest pilot has {max_gpus}",
+                        s.name, s.gpus
+                    )
+                };
+                doomed.push((i, why));
+            }
+        }
+        for (i, why) in doomed {
+            if self.tasks[i].state == TaskState::Waiting {
+                continue; // its parents may fail first; it is canceled or failed when released
+            }
+            self.fail_for_good(i, &why).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail_for_good(&mut self, i: usize, why: &str) -> anyhow::Result<()> {
+        let t = Transition::new(self.specs[i].id, self.tasks[i].attempt, TaskState::Failed)
+            .with_reason(why)
+            .failure();
+        if self.store.transition(&self.c, &[t]).await?[0] == TransitionOutcome::Applied {
+            tracing::warn!(task = %self.specs[i].name, "{why}");
+            self.set_state(i, TaskState::Failed);
+            self.tasks[i].final_failure = true;
+            self.failures
+                .push((self.specs[i].name.clone(), why.to_string()));
+            self.cancel_dependents(i).await?;
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, s: TaskState, delta: i64) {
+        let c = match s {
+            TaskState::New | TaskState::Waiting => &mut self.counts.waiting,
+            TaskState::Ready => &mut self.counts.ready,
+            TaskState::Scheduled | TaskState::AgentQueued => &mut self.counts.scheduled,
+            TaskState::Executing => &mut self.counts.executing,
+            TaskState::Done => &mut self.counts.done,
+            TaskState::Failed => &mut self.counts.failed,
+            TaskState::Canceled => &mut self.counts.canceled,
+        };
+        *c = (*c as i64 + delta).max(0) as u64;
+    }
+
+    fn set_state(&mut self, i: usize, s: TaskState) {
+        let old = self.tasks[i].state;
+        self.count(old, -1);
+        self.count(s, 1);
+        self.tasks[i].state = s;
+    }
+
+    fn push_ready(&mut self, i: usize) {
+        let s = &self.specs[i];
+        self.ready.push(ReadyKey {
+            priority: s.priority,
+            est_ms: (s.est_duration_s.max(0.0) * 1000.0) as u64,
+            index: i,
+        });
+    }
+
+    fn all_final(&self) -> bool {
+        self.counts.finished() == self.counts.total
+            && self
+                .tasks
+                .iter()
+                .all(|t| t.state != TaskState::Failed || t.final_failure)
+    }
+
+    /// Removes task `i` from its pilot's books (before its state changes).
+    fn unbind(&mut self, i: usize) {
+        let slot = &self.tasks[i];
+        let Some(p) = slot.pilot else { return };
+        let state = slot.state;
+        let cores = self.specs[i].cores;
+        let cs = queued_cost(&self.specs[i]);
+        if let Some(ps) = self.pilots.get_mut(&p) {
+            if ps.bound.remove(&i) {
+                match state {
+                    TaskState::Executing => {
+                        ps.running_cores = ps.running_cores.saturating_sub(cores)
+                    }
+                    TaskState::Scheduled | TaskState::AgentQueued => {
+                        ps.queued = ps.queued.saturating_sub(1);
+                        ps.queued_cs = (ps.queued_cs - cs).max(0.0);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    async fn on_task_event(
+        &mut self,
+        task: TaskId,
+        state: TaskState,
+        attempt: u32,
+        reason: String,
+    ) -> anyhow::Result<()> {
+        let Some(&i) = self.index.get(&task) else {
+            return Ok(());
+        };
+        let slot = &self.tasks[i];
+        if attempt != slot.attempt || slot.state == state {
+            return Ok(()); // an older attempt, or our own transition
+        }
+        let returned = state == TaskState::Ready && slot.state.is_on_pilot();
+        if !returned && state_rank(state) <= state_rank(slot.state) {
+            return Ok(());
+        }
+        match state {
+            TaskState::AgentQueued => self.set_state(i, state),
+            TaskState::Executing => {
+                if self.first_exec.is_none() {
+                    self.first_exec = Some(self.started.elapsed());
+                }
+                let cores = self.specs[i].cores;
+                let cs = queued_cost(&self.specs[i]);
+                if let Some(ps) = self.tasks[i].pilot.and_then(|p| self.pilots.get_mut(&p)) {
+                    if ps.bound.contains(&i) {
+                        ps.queued = ps.queued.saturating_sub(1);
+                        ps.queued_cs = (ps.queued_cs - cs).max(0.0);
+                        ps.running_cores += cores;
+                    }
+                }
+                self.set_state(i, state);
+            }
+            TaskState::Done => {
+                if let Some(ps) = self.tasks[i].pilot.and_then(|p| self.pilots.get_mut(&p)) {
+                    ps.done += 1;
+                }
+                self.unbind(i);
+                self.set_state(i, state);
+                for child in self.dag.complete(i) {
+                    self.release(child).await?;
+                }
+            }
+            TaskState::Failed => {
+                self.unbind(i);
+                self.tasks[i].failures += 1;
+                self.set_state(i, state);
+                if self.tasks[i].failures <= self.specs[i].retries {
+                    tracing::info!(task = %self.specs[i].name, attempt, %reason, "task failed; retrying");
+                    let t = Transition::new(task, attempt, TaskState::Ready)
+                        .with_reason(format!("retry after: {reason}"));
+                    if self.store.transition(&self.c, &[t]).await?[0] == TransitionOutcome::Applied
+                    {
+                        self.set_state(i, TaskState::Ready);
+                        self.tasks[i].pilot = None;
+                        self.push_ready(i);
+                    }
+                } else {
+                    tracing::warn!(task = %self.specs[i].name, %reason, "task failed for good");
+                    self.tasks[i].final_failure = true;
+                    self.failures.push((self.specs[i].name.clone(), reason));
+                    self.cancel_dependents(i).await?;
+                }
+            }
+            TaskState::Ready => {
+                // Returned by its agent (draining, walltime, shutdown).
+                self.unbind(i);
+                self.tasks[i].pilot = None;
+                self.set_state(i, state);
+                self.push_ready(i);
+            }
+            TaskState::Canceled => {
+                self.unbind(i);
+                self.set_state(i, state);
+                self.cancel_dependents(i).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A child whose parents are all DONE becomes READY.
+    async fn release(&mut self, i: usize) -> anyhow::Result<()> {
+        if self.tasks[i].state != TaskState::Waiting {
+            return Ok(());
+        }
+        let t = Transition::new(self.specs[i].id, self.tasks[i].attempt, TaskState::Ready);
+        if self.store.transition(&self.c, &[t]).await?[0] == TransitionOutcome::Applied {
+            self.set_state(i, TaskState::Ready);
+            self.push_ready(i);
+        }
+        Ok(())
+    }
+
+    async fn cancel_dependents(&mut self, i: usize) -> anyhow::Result<()> {
+        let deps = self.dag.dependents(i);
+        if deps.is_empty() {
+            return Ok(());
+        }
+        let why = format!("parent `{}` failed", self.specs[i].name);
+        let targets: Vec<usize> = deps
+            .into_iter()
+            .filter(|&d| !self.tasks[d].state.is_final())
+            .collect();
+        let trs: Vec<Transition> = targets
+            .iter()
+            .map(|&d| {
+                Transition::new(self.specs[d].id, self.tasks[d].attempt, TaskState::Canceled)
+                    .with_reason(&why)
+            })
+            .collect();
+        let outs = self.store.transition(&self.c, &trs).await?;
+        for (&d, o) in targets.iter().zip(outs) {
+            if o == TransitionOutcome::Applied {
+                self.unbind(d);
+                self.set_state(d, TaskState::Canceled);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts tasks bound to a lost pilot back to READY (their attempt is fenced by the next
+    /// binding, so a zombie agent cannot complete them).
+    async fn rebind(&mut self, tasks: &[usize], why: &str) -> anyhow::Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let trs: Vec<Transition> = tasks
+            .iter()
+            .map(|&i| {
+                Transition {
+                    pilot: Some(None),
+                    ..Transition::new(self.specs[i].id, self.tasks[i].attempt, TaskState::Ready)
+                }
+                .with_reason(why)
+            })
+            .collect();
+        let outs = self.store.transition(&self.c, &trs).await?;
+        let mut resync = Vec::new();
+        for (&i, o) in tasks.iter().zip(outs) {
+            if o == TransitionOutcome::Applied {
+                self.unbind(i);
+                self.tasks[i].pilot = None;
+                self.set_state(i, TaskState::Ready);
+                self.push_ready(i);
+            } else {
+                resync.push(i);
+            }
+        }
+        // The store moved on (e.g. the task finished just before): its events will tell.
+        if !resync.is_empty() {
+            tracing::debug!(count = resync.len(), "rebind raced with task completion");
+        }
+        Ok(())
+    }
+
+    async fn check_pilots(&mut self) -> anyhow::Result<()> {
+        let views = self.store.pilots(&self.c).await?;
+        let timeout = Duration::from_secs(self.opts.pilot_start_timeout_s);
+        let mut lost: Vec<(PilotId, PilotState, String)> = Vec::new();
+        for v in &views {
+            let id = v.record.id;
+            let slot = self
+                .pilots
+                .entry(id)
+                .or_insert_with(|| new_pilot_slot(None, v.record.state));
+            if slot.state.is_final() {
+                continue;
+            }
+            if v.record.state == PilotState::Active && !slot.registered {
+                slot.registered = true;
+                slot.state = PilotState::Active;
+                slot.cores = v.record.cores;
+                slot.node_cores = v.record.cores / v.record.nodes.max(1);
+                slot.gpus = v.record.gpus;
+                slot.walltime_end_ms = v.record.walltime_end_ms;
+                if !v.record.log_path.is_empty() {
+                    slot.log = v.record.log_path.clone();
+                }
+                tracing::info!(pilot = %id, cores = slot.cores, "pilot active");
+            }
+            if v.record.state.is_final() {
+                lost.push((
+                    id,
+                    v.record.state,
+                    format!("pilot is {}: {}", v.record.state, v.record.reason),
+                ));
+                continue;
+            }
+            if slot.registered && !v.alive {
+                let age = v.heartbeat_age_ms.map(|a| a / 1000).unwrap_or(0);
+                lost.push((
+                    id,
+                    PilotState::Failed,
+                    format!("heartbeat lapsed (last beat {age} s ago)"),
+                ));
+                continue;
+            }
+            if !slot.registered {
+                if let Some(reason) = slot.launch.as_mut().and_then(|l| l.exited()) {
+                    let tail = crate::pilots::log_tail(std::path::Path::new(&slot.log), 5);
+                    lost.push((
+                        id,
+                        PilotState::Failed,
+                        format!("{reason} before registering; log {}: {tail}", slot.log),
+                    ));
+                } else if slot.launched_at.elapsed() > timeout {
+                    lost.push((
+                        id,
+                        PilotState::Failed,
+                        format!("did not register within {} s", timeout.as_secs()),
+                    ));
+                }
+            }
+        }
+        for (id, state, why) in lost {
+            self.lose_pilot(id, state, &why).await?;
+        }
+        Ok(())
+    }
+
+    async fn lose_pilot(
+        &mut self,
+        id: PilotId,
+        state: PilotState,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        let mut why = why.to_string();
+        if why.len() > MAX_REASON_BYTES {
+            why.truncate(MAX_REASON_BYTES);
+        }
+        self.store
+            .pilot_transition(&self.c, &id, state, &why)
+            .await?;
+        let Some(slot) = self.pilots.get_mut(&id) else {
+            return Ok(());
+        };
+        if state == PilotState::Failed {
+            tracing::warn!(pilot = %id, reason = %why, "pilot lost");
+        } else {
+            tracing::info!(pilot = %id, reason = %why, "pilot ended");
+        }
+        slot.state = state;
+        slot.reason = why.clone();
+        if let Some(l) = slot.launch.as_mut() {
+            if l.exited().is_none() && state == PilotState::Failed {
+                l.kill().await;
+            }
+        }
+        let request = slot.request.clone();
+        let bound: Vec<usize> = slot.bound.iter().copied().collect();
+        self.rebind(&bound, &format!("pilot {} lost: {why}", id.short()))
+            .await?;
+        if let Err(e) = self.broker.delete_pilot(&self.c, &id).await {
+            tracing::warn!(pilot = %id, error = %e, "cannot delete the queues of a lost pilot");
+        }
+        let work_left = self.counts.finished() < self.counts.total;
+        let live = self.pilots.values().filter(|p| !p.state.is_final()).count();
+        if state == PilotState::Failed && work_left {
+            match request {
+                Some(req) if self.replacements < self.opts.max_pilot_replacements => {
+                    self.replacements += 1;
+                    tracing::info!(replacing = %id, "starting a replacement pilot");
+                    self.launch(req).await?;
+                }
+                _ if live == 0 => anyhow::bail!(
+                    "every pilot is gone and the replacement budget ({}) is used up; last loss: {why}. Resume with `emanager resume {}` once the cause is fixed",
+                    self.opts.max_pilot_replacements,
+                    self.c
+                ),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn campaign_canceled(&self) -> anyhow::Result<bool> {
+        match self.store.campaign(&self.c).await? {
+            Some(m) => Ok(m.state == CampaignState::Canceled),
+            None => anyhow::bail!(
+                "campaign {} disappeared from the state store (Redis restarted without persistence?); stopping without touching anything else",
+                self.c
+            ),
+        }
+    }
+
+    async fn cancel_everything(&mut self) -> anyhow::Result<()> {
+        let open: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| !self.tasks[i].state.is_final())
+            .collect();
+        let trs: Vec<Transition> = open
+            .iter()
+            .map(|&i| {
+                Transition::new(self.specs[i].id, self.tasks[i].attempt, TaskState::Canceled)
+                    .with_reason("campaign canceled")
+            })
+            .collect();
+        let outs = self.store.transition(&self.c, &trs).await?;
+        for (&i, o) in open.iter().zip(outs) {
+            if o == TransitionOutcome::Applied {
+                self.unbind(i);
+                self.set_state(i, TaskState::Canceled);
+            }
+        }
+        self.shutdown_pilots().await;
+        Ok(())
+    }
+
+    /// Binds READY tasks to pilots with room, longest first, and publishes them in batches.
+    async fn bind_ready_tasks(&mut self) -> anyhow::Result<()> {
+        if self.ready.is_empty() {
+            return Ok(());
+        }
+        let now = emanager_shared::now_ms();
+        let lookahead = self.opts.lookahead_s;
+        let mut candidates: Vec<PilotId> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| p.registered && p.state == PilotState::Active)
+            .map(|(id, _)| *id)
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut plan: BTreeMap<PilotId, Vec<usize>> = BTreeMap::new();
+        let mut deferred = Vec::new();
+        let mut budget: HashMap<PilotId, (f64, u32)> = candidates
+            .iter()
+            .map(|id| {
+                let p = &self.pilots[id];
+                (*id, (p.queued_cs, p.queued))
+            })
+            .collect();
+        while let Some(key) = self.ready.pop() {
+            let i = key.index;
+            if self.tasks[i].state != TaskState::Ready {
+                continue; // stale heap entry
+            }
+            let spec = &self.specs[i];
+            let cs = queued_cost(spec);
+            let chosen = candidates.iter().copied().find(|id| {
+                let p = &self.pilots[id];
+                let (qcs, q) = budget[id];
+                let shape_ok = if spec.mpi {
+                    spec.cores <= p.cores
+                } else {
+                    spec.cores <= p.node_cores
+                } && spec.gpus <= p.gpus;
+                let time_ok = p.walltime_end_ms == 0
+                    || now + (spec.est_duration_s * 1000.0) as u64 <= p.walltime_end_ms;
+                let room = q == 0 || qcs + cs <= p.cores as f64 * lookahead;
+                shape_ok && time_ok && room
+            });
+            match chosen {
+                Some(id) => {
+                    let b = budget.get_mut(&id).expect("candidate has a budget");
+                    b.0 += cs;
+                    b.1 += 1;
+                    plan.entry(id).or_default().push(i);
+                }
+                None => {
+                    deferred.push(key);
+                    // Stop once no pilot has room for anything more.
+                    candidates.retain(|id| {
+                        let p = &self.pilots[id];
+                        budget[id].0 < p.cores as f64 * lookahead
+                    });
+                    if candidates.is_empty() || deferred.len() > 1_000 {
+                        break;
+                    }
+                }
+            }
+        }
+        self.ready.extend(deferred);
+        for (pilot, idxs) in plan {
+            self.publish_to(pilot, idxs).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_to(&mut self, pilot: PilotId, idxs: Vec<usize>) -> anyhow::Result<()> {
+        let trs: Vec<Transition> = idxs
+            .iter()
+            .map(|&i| Transition::bind(self.specs[i].id, self.tasks[i].attempt, pilot))
+            .collect();
+        let outs = self.store.transition(&self.c, &trs).await?;
+        let mut bound = Vec::new();
+        for (&i, o) in idxs.iter().zip(outs) {
+            if o != TransitionOutcome::Applied {
+                tracing::warn!(task = %self.specs[i].name, outcome = ?o, "binding refused by the store");
+                continue;
+            }
+            self.tasks[i].attempt += 1;
+            self.tasks[i].pilot = Some(pilot);
+            self.set_state(i, TaskState::Scheduled);
+            let cs = queued_cost(&self.specs[i]);
+            if let Some(ps) = self.pilots.get_mut(&pilot) {
+                ps.bound.insert(i);
+                ps.queued += 1;
+                ps.queued_cs += cs;
+            }
+            bound.push(i);
+        }
+        for chunk in bound.chunks(BATCH_TASKS) {
+            let tasks: Vec<BoundTask> = chunk
+                .iter()
+                .map(|&i| BoundTask {
+                    spec: self.specs[i].clone(),
+                    attempt: self.tasks[i].attempt,
+                })
+                .collect();
+            let bytes = Envelope::new(self.c, Message::TaskBatch { tasks }).encode()?;
+            if let Err(e) = self
+                .broker
+                .publish(&self.c, &pilot, QueueKind::Tasks, bytes)
+                .await
+            {
+                tracing::error!(pilot = %pilot, error = %e, "cannot publish tasks; rebinding them");
+                let chunk = chunk.to_vec();
+                self.rebind(&chunk, &format!("publish to pilot failed: {e}"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every task is final: stop the pilots and close the campaign.
+    async fn finish(&mut self) -> anyhow::Result<()> {
+        self.shutdown_pilots().await;
+        let state = if self.counts.failed > 0 || self.counts.canceled > 0 {
+            CampaignState::Failed
+        } else {
+            CampaignState::Done
+        };
+        self.store.set_campaign_state(&self.c, state).await?;
+        Ok(())
+    }
+
+    async fn shutdown_pilots(&mut self) {
+        let live: Vec<PilotId> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| !p.state.is_final())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &live {
+            if let Ok(bytes) = Envelope::new(self.c, Message::Shutdown).encode() {
+                if let Err(e) = self
+                    .broker
+                    .publish(&self.c, id, QueueKind::Control, bytes)
+                    .await
+                {
+                    tracing::warn!(pilot = %id, error = %e, "cannot send shutdown");
+                }
+            }
+        }
+        // Give agents a moment to report DONE, then remove their queues.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let views = self.store.pilots(&self.c).await.unwrap_or_default();
+            let still: Vec<_> = views
+                .iter()
+                .filter(|v| live.contains(&v.record.id) && !v.record.state.is_final() && v.alive)
+                .collect();
+            if still.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for v in self.store.pilots(&self.c).await.unwrap_or_default() {
+            if let Some(slot) = self.pilots.get_mut(&v.record.id) {
+                slot.state = v.record.state;
+                if !v.record.reason.is_empty() {
+                    slot.reason = v.record.reason.clone();
+                }
+            }
+        }
+        for id in live {
+            if let Some(slot) = self.pilots.get_mut(&id) {
+                if let Some(LaunchedPilot::InProcess(h)) = slot.launch.as_mut() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+                }
+            }
+            let _ = self.broker.delete_pilot(&self.c, &id).await;
+        }
+    }
+
+    fn pilot_line(&self) -> String {
+        let active = self
+            .pilots
+            .values()
+            .filter(|p| p.registered && !p.state.is_final())
+            .count();
+        let cores: u32 = self
+            .pilots
+            .values()
+            .filter(|p| p.registered && !p.state.is_final())
+            .map(|p| p.cores)
+            .sum();
+        format!("{active} pilots, {cores} cores")
+    }
+
+    fn outcome(&self, ending: Ending) -> Outcome {
+        Outcome {
+            campaign: self.c,
+            ending,
+            counts: self.counts.clone(),
+            elapsed: self.started.elapsed(),
+            first_task_after: self.first_exec,
+            pilots: self
+                .pilots
+                .iter()
+                .map(|(id, p)| PilotSummary {
+                    id: *id,
+                    state: p.state,
+                    cores: p.cores,
+                    done: p.done,
+                    reason: p.reason.clone(),
+                    log: p.log.clone(),
+                })
+                .collect(),
+            failures: self.failures.clone(),
+        }
+    }
+}
+
+fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot {
+    PilotSlot {
+        request,
+        state,
+        registered: false,
+        cores: 0,
+        node_cores: 0,
+        gpus: 0,
+        walltime_end_ms: 0,
+        launched_at: Instant::now(),
+        launch: None,
+        log: String::new(),
+        running_cores: 0,
+        queued: 0,
+        queued_cs: 0.0,
+        bound: HashSet::new(),
+        done: 0,
+        reason: String::new(),
+    }
+}
