@@ -1,1 +1,148 @@
-//! helpers
+//! Shared helpers of the end-to-end tests: the real services (or a clear failure saying how
+//! to start them), the built binaries, and campaigns that clean up after themselves.
+
+use emanager::campaign::{self, CampaignOptions, PilotRequest};
+use emanager::driver::{self, Outcome, RunContext};
+use emanager::pilots::Launcher;
+use emanager::progress::{Progress, ProgressMode};
+use emanager::workflow::{self, Format};
+use emanager_shared::broker::{AmqpBroker, Broker};
+use emanager_shared::store::{RedisStore, StateStore};
+use emanager_shared::CampaignId;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn amqp_url() -> String {
+    std::env::var("EMANAGER_AMQP_URL").unwrap_or_else(|_| emanager_shared::DEFAULT_AMQP_URL.into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("EMANAGER_REDIS_URL")
+        .unwrap_or_else(|_| emanager_shared::DEFAULT_REDIS_URL.into())
+}
+
+/// The real RabbitMQ and Redis. A missing service fails the test with how to start it.
+pub async fn services() -> (Arc<dyn Broker>, Arc<dyn StateStore>) {
+    let store = RedisStore::connect(&redis_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "{e}\nThis test needs a real Redis: run `deploy/dev/services-up.sh` (or `redis-server --daemonize yes`), or point EMANAGER_REDIS_URL at one."
+        )
+    });
+    let broker = AmqpBroker::connect_with_retry_window(&amqp_url(), Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nThis test needs a real RabbitMQ: run `deploy/dev/services-up.sh` (or `rabbitmq-server -detached`), or point EMANAGER_AMQP_URL at one."
+            )
+        });
+    (Arc::new(broker), Arc::new(store))
+}
+
+/// A workspace binary (`pilot-agent`, `emanager`), built on demand when missing.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .ancestors()
+        .nth(2)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
+    let bin = dir.join(name);
+    if !bin.is_file() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bins", "-p", "pilot-agent", "-p", "emanager"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cannot build the workspace binaries");
+    }
+    assert!(bin.is_file(), "{} was not built", bin.display());
+    bin
+}
+
+/// A campaign against the real services, run by an in-process manager with real
+/// `pilot-agent` processes.
+pub struct Campaign {
+    pub id: CampaignId,
+    pub broker: Arc<dyn Broker>,
+    pub store: Arc<dyn StateStore>,
+    pub workflow: workflow::Workflow,
+    pub opts: CampaignOptions,
+    pub workdir: tempfile::TempDir,
+}
+
+impl Campaign {
+    /// Records a campaign of `toml` with `pilots` local pilots of `cores` cores.
+    pub async fn new(toml: &str, pilots: u32, cores: u32) -> Campaign {
+        let (broker, store) = services().await;
+        let wf = workflow::parse_str(toml, Format::Toml, "test.toml").expect("valid workflow");
+        let workdir = tempfile::tempdir().expect("tempdir");
+        let opts = CampaignOptions {
+            pilots: (0..pilots)
+                .map(|_| PilotRequest {
+                    resource: "local".into(),
+                    cores,
+                    gpus: 0,
+                    mem_mb: 0,
+                    walltime_s: None,
+                })
+                .collect(),
+            lookahead_s: 2.0,
+            heartbeat_ms: 500,
+            workdir: workdir.path().to_path_buf(),
+            max_pilot_replacements: 0,
+            pilot_start_timeout_s: 60,
+        };
+        let id = CampaignId::random();
+        campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)
+            .await
+            .expect("create campaign");
+        Campaign {
+            id,
+            broker,
+            store,
+            workflow: wf,
+            opts,
+            workdir,
+        }
+    }
+
+    pub fn context(&self) -> RunContext {
+        RunContext {
+            campaign: self.id,
+            store: self.store.clone(),
+            broker: self.broker.clone(),
+            launcher: Launcher::LocalProcess {
+                agent_bin: workspace_bin("pilot-agent"),
+                amqp_url: amqp_url(),
+                redis_url: redis_url(),
+            },
+            workflow: self.workflow.clone(),
+            opts: self.opts.clone(),
+            progress: Progress::new(ProgressMode::Quiet, self.workflow.tasks.len() as u64),
+            interrupt: None,
+        }
+    }
+
+    /// Runs the campaign to its end (bounded in time).
+    pub async fn run(&self, limit: Duration) -> Outcome {
+        tokio::time::timeout(limit, driver::drive(self.context()))
+            .await
+            .expect("campaign finished in time")
+            .expect("campaign ran")
+    }
+
+    /// Removes the campaign's keys and queues.
+    pub async fn cleanup(self) {
+        for v in self.store.pilots(&self.id).await.unwrap_or_default() {
+            let _ = self.broker.delete_pilot(&self.id, &v.record.id).await;
+            if v.alive && v.record.agent_pid > 0 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(v.record.agent_pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let _ = self.broker.delete_campaign(&self.id).await;
+        let _ = self.store.delete_campaign(&self.id).await;
+    }
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 ///   pilot-agent --campaign 3f0c...e1 --cores 16 --workdir /scratch/em \
 ///     --amqp-url amqp://guest:guest@broker:5672/%2f --redis-url redis://state:6379/
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None, verbatim_doc_comment)]
+#[command(version, verbatim_doc_comment)]
 struct Args {
     /// Campaign to work for.
     #[arg(long, env = "EMANAGER_CAMPAIGN")]

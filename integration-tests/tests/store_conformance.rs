@@ -1,0 +1,280 @@
+//! The in-memory store of embedded mode and the Redis store must behave the same: every
+//! test here runs against both.
+
+use emanager_shared::model::{CampaignMeta, EventKind, PilotLoad, PilotRecord};
+use emanager_shared::store::{MemoryStore, RedisStore, StateStore};
+use emanager_shared::{
+    now_ms, CampaignId, CampaignState, PilotId, PilotState, TaskId, TaskRecord, TaskState,
+    Transition, TransitionOutcome,
+};
+use std::sync::Arc;
+
+async fn stores() -> Vec<(&'static str, Arc<dyn StateStore>)> {
+    let redis = RedisStore::connect(&integration_tests::redis_url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nstart Redis with `deploy/dev/services-up.sh`"));
+    vec![
+        ("memory", Arc::new(MemoryStore::new())),
+        ("redis", Arc::new(redis)),
+    ]
+}
+
+fn meta(id: CampaignId) -> CampaignMeta {
+    CampaignMeta {
+        id,
+        name: "conformance".into(),
+        state: CampaignState::Running,
+        created_ms: now_ms(),
+        finished_ms: 0,
+        task_count: 1,
+        spec_digest: "d".into(),
+        workflow_format: "toml".into(),
+        workflow_source: "".into(),
+        options_json: "{}".into(),
+    }
+}
+
+async fn campaign_with_task(s: &dyn StateStore, state: TaskState) -> (CampaignId, TaskId) {
+    let c = CampaignId::random();
+    assert!(s.create_campaign(&meta(c)).await.unwrap());
+    let t = TaskId::random();
+    s.insert_tasks(&c, &[(t, TaskRecord::new(state))])
+        .await
+        .unwrap();
+    (c, t)
+}
+
+#[tokio::test]
+async fn transitions_are_fenced_by_attempt_and_legality() {
+    for (name, s) in stores().await {
+        let (c, t) = campaign_with_task(s.as_ref(), TaskState::Ready).await;
+        let p = PilotId::random();
+        let out = s
+            .transition(
+                &c,
+                &[
+                    Transition::bind(t, 0, p),
+                    Transition::new(t, 0, TaskState::AgentQueued), // stale: attempt is now 1
+                    Transition::new(t, 1, TaskState::Done),        // illegal from SCHEDULED
+                    Transition::new(TaskId::random(), 0, TaskState::Ready),
+                    Transition::new(t, 1, TaskState::AgentQueued),
+                ],
+            )
+            .await
+            .unwrap();
+        use TransitionOutcome::*;
+        assert_eq!(
+            out,
+            vec![Applied, Stale, Illegal, Unknown, Applied],
+            "{name}"
+        );
+        let r = s.task_record(&c, &t).await.unwrap().unwrap();
+        assert_eq!(
+            (r.state(), r.a, r.pilot()),
+            (TaskState::AgentQueued, 1, Some(p)),
+            "{name}"
+        );
+        assert!(r.ts > 0, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn failures_exit_codes_and_reasons_are_recorded() {
+    for (name, s) in stores().await {
+        let (c, t) = campaign_with_task(s.as_ref(), TaskState::Executing).await;
+        s.transition(
+            &c,
+            &[Transition::new(t, 0, TaskState::Failed)
+                .with_exit(Some(-9))
+                .with_reason("killed by signal SIGKILL")
+                .failure()],
+        )
+        .await
+        .unwrap();
+        let r = s.task_record(&c, &t).await.unwrap().unwrap();
+        assert_eq!(
+            (r.f, r.x, r.r.as_str()),
+            (1, Some(-9), "killed by signal SIGKILL"),
+            "{name}"
+        );
+        assert!(r.t1 > 0, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn inserting_tasks_never_overwrites_a_record() {
+    for (name, s) in stores().await {
+        let (c, t) = campaign_with_task(s.as_ref(), TaskState::Done).await;
+        s.insert_tasks(&c, &[(t, TaskRecord::new(TaskState::Ready))])
+            .await
+            .unwrap();
+        let r = s.task_record(&c, &t).await.unwrap().unwrap();
+        assert_eq!(r.state(), TaskState::Done, "{name}");
+        assert!(
+            !s.create_campaign(&meta(c)).await.unwrap(),
+            "{name}: created twice"
+        );
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn events_are_read_once_per_group_and_pending_ones_come_back_after_a_restart() {
+    for (name, s) in stores().await {
+        let (c, t) = campaign_with_task(s.as_ref(), TaskState::Ready).await;
+        s.ensure_event_group(&c, "g").await.unwrap();
+        s.ensure_event_group(&c, "g").await.unwrap(); // idempotent
+        let p = PilotId::random();
+        s.transition(&c, &[Transition::bind(t, 0, p)])
+            .await
+            .unwrap();
+        let first = s.read_events(&c, "g", "m", 10, 50).await.unwrap();
+        assert_eq!(first.len(), 1, "{name}");
+        match &first[0].kind {
+            EventKind::Task {
+                task,
+                state,
+                attempt,
+                pilot,
+                ..
+            } => {
+                assert_eq!(
+                    (*task, *state, *attempt, *pilot),
+                    (t, TaskState::Scheduled, 1, Some(p)),
+                    "{name}"
+                );
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        assert!(
+            s.read_events(&c, "g", "m", 10, 50)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        if name == "redis" {
+            // A new manager process (new store handle) sees the unacknowledged event again.
+            let again = RedisStore::connect(&integration_tests::redis_url())
+                .await
+                .unwrap();
+            let pending = again.read_events(&c, "g", "m", 10, 50).await.unwrap();
+            assert_eq!(
+                pending.len(),
+                1,
+                "pending entry is redelivered after restart"
+            );
+            again
+                .ack_events(&c, "g", &[pending[0].id.clone()])
+                .await
+                .unwrap();
+            let fresh = RedisStore::connect(&integration_tests::redis_url())
+                .await
+                .unwrap();
+            assert!(fresh
+                .read_events(&c, "g", "m", 10, 50)
+                .await
+                .unwrap()
+                .is_empty());
+        }
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn pilots_follow_their_state_machine_and_heartbeats_expire() {
+    for (name, s) in stores().await {
+        let c = CampaignId::random();
+        s.create_campaign(&meta(c)).await.unwrap();
+        let p = PilotId::random();
+        let mut rec = PilotRecord::new(p, "local");
+        rec.state = PilotState::Active;
+        rec.cores = 4;
+        s.put_pilot(&c, &rec).await.unwrap();
+        s.heartbeat(
+            &c,
+            &p,
+            300,
+            PilotLoad {
+                busy_cores: 2,
+                running: 2,
+                queued: 1,
+            },
+        )
+        .await
+        .unwrap();
+        let v = s.pilots(&c).await.unwrap().pop().unwrap();
+        assert!(v.alive, "{name}");
+        assert_eq!(
+            (v.record.cores, v.load.busy_cores, v.load.queued),
+            (4, 2, 1),
+            "{name}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+        assert!(
+            !s.pilots(&c).await.unwrap()[0].alive,
+            "{name}: heartbeat TTL lapsed"
+        );
+        assert!(
+            s.pilot_transition(&c, &p, PilotState::Failed, "lost")
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !s.pilot_transition(&c, &p, PilotState::Active, "back?")
+                .await
+                .unwrap(),
+            "{name}: FAILED is final"
+        );
+        let v = s.pilots(&c).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (v.record.state, v.record.reason.as_str()),
+            (PilotState::Failed, "lost"),
+            "{name}"
+        );
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_second_manager_is_refused_while_the_lease_is_held() {
+    for (name, s) in stores().await {
+        let c = CampaignId::random();
+        assert!(s.acquire_lease(&c, "a", 10_000).await.unwrap(), "{name}");
+        assert!(
+            s.acquire_lease(&c, "a", 10_000).await.unwrap(),
+            "{name}: renewal"
+        );
+        assert!(
+            !s.acquire_lease(&c, "b", 10_000).await.unwrap(),
+            "{name}: second holder refused"
+        );
+        s.release_lease(&c, "a").await.unwrap();
+        assert!(
+            s.acquire_lease(&c, "b", 10_000).await.unwrap(),
+            "{name}: free after release"
+        );
+        s.release_lease(&c, "b").await.unwrap();
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn campaigns_are_listed_and_deleted() {
+    for (name, s) in stores().await {
+        let (c, _) = campaign_with_task(s.as_ref(), TaskState::Ready).await;
+        assert!(s.list_campaigns().await.unwrap().contains(&c), "{name}");
+        s.set_campaign_state(&c, CampaignState::Canceled)
+            .await
+            .unwrap();
+        let m = s.campaign(&c).await.unwrap().unwrap();
+        assert_eq!(m.state, CampaignState::Canceled, "{name}");
+        assert!(m.finished_ms > 0, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+        assert!(s.campaign(&c).await.unwrap().is_none(), "{name}");
+        assert!(!s.list_campaigns().await.unwrap().contains(&c), "{name}");
+    }
+}
