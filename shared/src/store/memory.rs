@@ -195,10 +195,11 @@ impl StateStore for MemoryStore {
     }
 
     async fn ack_events(&self, id: &CampaignId, group: &str, ids: &[String]) -> StoreResult<()> {
+        let acked: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.with(id, |c| {
             if let Some(g) = c.groups.get_mut(group) {
                 for pending in g.pending.values_mut() {
-                    pending.retain(|p| !ids.contains(p));
+                    pending.retain(|p| !acked.contains(p.as_str()));
                 }
             }
         });
