@@ -57,6 +57,21 @@ pub struct QueueSpec {
     /// QOS to pass with this queue (SLURM), e.g. Perlmutter's `debug`.
     #[serde(default)]
     pub qos: Option<String>,
+    /// The queue/partition passed to the batch system when it differs from `name`; `""`
+    /// passes none (Perlmutter selects by QOS and constraint, not partition).
+    #[serde(default)]
+    pub partition: Option<String>,
+}
+
+impl QueueSpec {
+    /// What goes into `JobDescription::queue`.
+    pub fn submit_queue(&self) -> Option<String> {
+        match self.partition.as_deref() {
+            Some("") => None,
+            Some(p) => Some(p.to_string()),
+            None => Some(self.name.clone()),
+        }
+    }
 }
 
 fn one() -> u32 {

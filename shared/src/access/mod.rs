@@ -76,6 +76,72 @@ pub struct JobDescription {
     pub stderr: Option<String>,
 }
 
+impl JobDescription {
+    /// The pilot job for `resource`: its queue (or the default one), `nodes` whole nodes
+    /// for `walltime_s`, running the resource's agent with `agent_args`. Checks the queue's
+    /// limits first so an impossible request fails here, naming the limit.
+    pub fn for_pilot(
+        resource: &ResourceEntry,
+        queue: Option<&str>,
+        nodes: u32,
+        walltime_s: u64,
+        agent_args: &[String],
+    ) -> Result<JobDescription, AccessError> {
+        let invalid =
+            |m: String| AccessError::InvalidJob(format!("resource `{}`: {m}", resource.name));
+        let spec = match queue.or(resource.default_queue.as_deref()) {
+            Some(name) => Some(resource.queue(Some(name)).ok_or_else(|| {
+                let known: Vec<&str> = resource.queues.iter().map(|q| q.name.as_str()).collect();
+                invalid(format!(
+                    "unknown queue `{name}`; known: {}",
+                    known.join(", ")
+                ))
+            })?),
+            None => None,
+        };
+        if let Some(q) = spec {
+            if nodes > q.max_nodes || nodes < q.min_nodes {
+                return Err(invalid(format!(
+                    "queue `{}` takes {}..={} nodes, asked for {nodes}",
+                    q.name, q.min_nodes, q.max_nodes
+                )));
+            }
+            if walltime_s > q.max_walltime_s {
+                return Err(invalid(format!(
+                    "queue `{}` allows at most {} s of walltime, asked for {walltime_s} s",
+                    q.name, q.max_walltime_s
+                )));
+            }
+        }
+        if nodes > resource.nodes {
+            return Err(invalid(format!(
+                "has {} nodes, asked for {nodes}",
+                resource.nodes
+            )));
+        }
+        let mut command = vec![resource.agent.path.clone()];
+        command.extend(agent_args.iter().cloned());
+        Ok(JobDescription {
+            name: format!("emanager-{}", resource.name),
+            nodes,
+            cores_per_node: resource.cores_per_node,
+            gpus_per_node: resource.gpus_per_node,
+            walltime_s,
+            queue: spec.and_then(|q| q.submit_queue()),
+            account: resource.account.clone(),
+            qos: spec.and_then(|q| q.qos.clone()),
+            reservation: None,
+            extra_directives: resource.extra_directives.clone(),
+            environment: resource.agent.environment.clone(),
+            pre_commands: resource.agent_pre_commands(),
+            working_dir: resource.agent.workdir.clone(),
+            command,
+            stdout: None,
+            stderr: None,
+        })
+    }
+}
+
 /// Where a job is in its life, as far as the batch system tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobState {
