@@ -17,6 +17,7 @@ STATE=${EM_SLURM_STATE:-/var/lib/emanager-slurm}
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
 NODE=$(hostname -s)
+TEMPLATE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../slurm" && pwd)/slurm.conf.in
 
 say() { echo "slurm-up: $*"; }
 
@@ -83,43 +84,8 @@ write_config() {
   install -d -o slurm -g slurm -m 0755 "$STATE" "$STATE/ctld" "$STATE/d" "$STATE/log"
   local tmp
   tmp=$(mktemp)
-  cat >"$tmp" <<EOF
-# Written by deploy/dev/slurm-up.sh (EManager dev cluster). Do not edit: re-run the script.
-ClusterName=emanager-dev
-SlurmctldHost=$NODE
-SlurmUser=slurm
-SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=none
-EnforcePartLimits=ALL
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=1,bf_interval=1,defer_batch=0,sched_min_interval=100000
-MessageTimeout=10
-ReturnToService=2
-SlurmdTimeout=300
-InactiveLimit=0
-KillWait=2
-MinJobAge=300
-StateSaveLocation=$STATE/ctld
-SlurmdSpoolDir=$STATE/d
-SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
-SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
-SlurmctldDebug=info
-SlurmdDebug=info
-$node_line State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=01:00:00 MaxNodes=1 State=UP
-PartitionName=short Nodes=$NODE Default=NO MaxTime=00:01:00 MaxNodes=1 State=UP
-EOF
+  sed -e "s|@NODE_LINE@|$node_line|" -e "s|@NODE@|$NODE|g" -e "s|@STATE@|$STATE|g" \
+    "$TEMPLATE" >"$tmp"
   if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF"; then
     say "config $CONF unchanged"
     rm -f "$tmp"
