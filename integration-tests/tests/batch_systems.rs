@@ -303,3 +303,43 @@ async fn sge_queues_lists_queues_with_limits() {
         .expect("short.q");
     assert_eq!(short.max_walltime_s, Some(60));
 }
+
+#[tokio::test]
+async fn slurm_pilot_job_from_the_catalog_runs_the_agent_command() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    // The agent path is expanded by the job's shell ($EM_BIN from the agent environment).
+    let text = format!(
+        r#"
+[resources.dev]
+access = "slurm"
+nodes = 1
+cores_per_node = 1
+default_queue = "debug"
+
+[resources.dev.agent]
+path = "$EM_BIN/echo"
+environment = {{ EM_BIN = "/bin" }}
+pre_commands = ["echo pre-command ran"]
+workdir = "{}"
+
+[[resources.dev.queues]]
+name = "debug"
+max_walltime = "00:10:00"
+max_nodes = 1
+"#,
+        dir.path().display()
+    );
+    let catalog = Catalog::parse(&text).expect("catalog");
+    let resource = catalog.get("dev").unwrap();
+    let mut job =
+        JobDescription::for_pilot(resource, None, 1, 120, &["--campaign".into(), "C 1".into()])
+            .expect("pilot job");
+    job.stdout = Some(dir.path().join("pilot.out").display().to_string());
+    let svc = job_service_for(resource);
+    let id = svc.submit(&job).await.expect("submit");
+    let (status, _) = wait_for(svc.as_ref(), &id, |s| s.state.is_final()).await;
+    assert_eq!(status.state, JobState::Done, "{status:?}");
+    let out = std::fs::read_to_string(dir.path().join("pilot.out")).unwrap();
+    assert_eq!(out, "pre-command ran\n--campaign C 1\n");
+}

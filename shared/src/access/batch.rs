@@ -85,6 +85,41 @@ pub fn template_text(
     }
 }
 
+/// Quotes a path for the job script, leaving a leading `$VAR/`, `${VAR}/` or `~/` to the
+/// job's shell: catalog paths like `$HOME/emanager/bin/pilot-agent` or
+/// `$MEMBERWORK/proj` are only known on the resource. The rest is single-quoted.
+pub fn quote_path(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("~/") {
+        return format!("\"$HOME\"/{}", shell_quote(rest));
+    }
+    if let Some(after) = path.strip_prefix('$') {
+        let (name, rest) = match after.strip_prefix('{') {
+            Some(braced) => match braced.split_once('}') {
+                Some((n, r)) => (n, r),
+                None => return shell_quote(path),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid && (rest.is_empty() || rest.starts_with('/')) {
+            let rest = if rest.is_empty() {
+                String::new()
+            } else {
+                shell_quote(rest)
+            };
+            return format!("\"${{{name}}}\"{rest}");
+        }
+    }
+    shell_quote(path)
+}
+
 /// Renders the job script: `directives` are the adapter's lines with their prefix.
 pub fn render_script(
     job: &JobDescription,
@@ -98,10 +133,21 @@ pub fn render_script(
         .map(|(k, v)| format!("export {k}={}", shell_quote(v)))
         .collect();
     let workdir = match &job.working_dir {
-        Some(dir) => shell_quote(dir),
+        Some(dir) => quote_path(dir),
         None => "\"$HOME\"".to_string(),
     };
-    let command: Vec<String> = job.command.iter().map(|a| shell_quote(a)).collect();
+    let command: Vec<String> = job
+        .command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 {
+                quote_path(a)
+            } else {
+                shell_quote(a)
+            }
+        })
+        .collect();
     let values: BTreeMap<&str, String> = [
         ("directives", directives.join("\n")),
         ("job_name", job_name(&job.name)),
@@ -212,6 +258,20 @@ mod tests {
             pre_commands: vec!["module load cray-python".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn paths_keep_a_leading_variable_for_the_job_shell() {
+        assert_eq!(
+            quote_path("$HOME/em/bin/pilot-agent"),
+            "\"${HOME}\"/em/bin/pilot-agent"
+        );
+        assert_eq!(quote_path("${MEMBERWORK}/p x"), "\"${MEMBERWORK}\"'/p x'");
+        assert_eq!(quote_path("~/bin/a"), "\"$HOME\"/bin/a");
+        assert_eq!(quote_path("$SCRATCH"), "\"${SCRATCH}\"");
+        assert_eq!(quote_path("$(reboot)/x"), "'$(reboot)/x'");
+        assert_eq!(quote_path("$HOME;reboot"), "'$HOME;reboot'");
+        assert_eq!(quote_path("/usr/bin/env"), "/usr/bin/env");
     }
 
     #[test]

@@ -208,7 +208,8 @@ pub trait JobService: Send + Sync {
 }
 
 /// The job service for a catalog entry: its adapter over a local or SSH runner. Nothing
-/// connects until the first call.
+/// connects until the first call. Keep the service for as long as its jobs live: the
+/// `local` adapter holds its children, and every adapter remembers the jobs it canceled.
 pub fn job_service_for(resource: &ResourceEntry) -> Box<dyn JobService> {
     let runner: Arc<dyn runner::CommandRunner> = match &resource.ssh {
         Some(dest) => Arc::new(runner::SshRunner::new(dest)),
