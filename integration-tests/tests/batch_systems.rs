@@ -343,3 +343,30 @@ max_nodes = 1
     let out = std::fs::read_to_string(dir.path().join("pilot.out")).unwrap();
     assert_eq!(out, "pre-command ran\n--campaign C 1\n");
 }
+
+#[tokio::test]
+async fn ssh_connection_failure_is_an_ssh_error() {
+    // Nothing listens on 127.0.0.2:22 (deploy/dev/ssh-up.sh binds 127.0.0.1 only).
+    let text = r#"
+[resources.gone]
+access = "slurm"
+ssh = "root@127.0.0.2"
+nodes = 1
+cores_per_node = 1
+
+[[resources.gone.queues]]
+name = "debug"
+max_walltime = "00:10:00"
+max_nodes = 1
+"#;
+    let catalog = Catalog::parse(text).unwrap();
+    let err = job_service_for(catalog.get("gone").unwrap())
+        .queues()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccessError::Ssh { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("ssh to root@127.0.0.2 failed"),
+        "{err}"
+    );
+}

@@ -4,6 +4,7 @@
 
 use super::AccessError;
 use async_trait::async_trait;
+use std::os::unix::fs::DirBuilderExt;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -156,7 +157,11 @@ impl CommandRunner for SshRunner {
         argv: &[String],
         stdin: Option<&[u8]>,
     ) -> Result<CommandOutput, AccessError> {
-        std::fs::create_dir_all(&self.control_dir)?;
+        // The control sockets grant the connection: only this user may reach them.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.control_dir)?;
         let mut cmd = Command::new("ssh");
         cmd.args(self.ssh_argv(argv));
         let out = run_command(cmd, stdin, &argv.join(" "), &self.destination).await?;
