@@ -85,6 +85,15 @@ pub fn template_text(
     }
 }
 
+/// The working directory when a directive can carry it as is: no `$VAR`, `~` or
+/// whitespace (directives are not expanded by a shell). Otherwise only the script's `cd`
+/// applies it.
+pub fn directive_dir(job: &JobDescription) -> Option<&str> {
+    job.working_dir
+        .as_deref()
+        .filter(|d| !d.contains(['$', '~']) && !d.contains(char::is_whitespace))
+}
+
 /// Quotes a path for the job script, leaving a leading `$VAR/`, `${VAR}/` or `~/` to the
 /// job's shell: catalog paths like `$HOME/emanager/bin/pilot-agent` or
 /// `$MEMBERWORK/proj` are only known on the resource. The rest is single-quoted.
@@ -296,6 +305,52 @@ mod tests {
         assert!(s.contains("exec pilot-agent --campaign 'c 1'"), "{s}");
         assert!(s.contains("cd \"$HOME\" || exit 1"));
         assert!(s.contains("+ 60 ))"));
+    }
+
+    #[test]
+    fn rendered_scripts_are_valid_bash_for_every_adapter() {
+        let mut j = job();
+        j.working_dir = Some("$SCRATCH/em dir".into());
+        j.command[0] = "$HOME/bin/pilot-agent".into();
+        j.command.push("it's".into());
+        let cases = [
+            (
+                crate::access::slurm::directives(&j),
+                template::SLURM_DEFAULT,
+            ),
+            (
+                crate::access::sge::directives(&j).unwrap(),
+                template::SGE_DEFAULT,
+            ),
+            (
+                crate::access::pbs::directives(&j).unwrap(),
+                template::PBS_DEFAULT,
+            ),
+            (
+                crate::access::lsf::directives(&j).unwrap(),
+                template::LSF_DEFAULT,
+            ),
+        ];
+        for (directives, text) in cases {
+            let script = render_script(&j, &directives, text, "t").unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("job.sh");
+            std::fs::write(&path, &script).unwrap();
+            let out = std::process::Command::new("bash")
+                .arg("-n")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{script}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                script.contains("exec \"${HOME}\"/bin/pilot-agent --campaign 'c 1' 'it'\\''s'"),
+                "{script}"
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub fn directives(job: &JobDescription) -> Result<Vec<String>, AccessError> {
     if let Some(r) = &job.reservation {
         d.push(format!("-U {r}"));
     }
-    if let Some(w) = &job.working_dir {
+    if let Some(w) = batch::directive_dir(job) {
         d.push(format!("-cwd {w}"));
     }
     if let Some(o) = &job.stdout {

@@ -49,7 +49,7 @@ pub fn directives(job: &JobDescription) -> Result<Vec<String>, AccessError> {
     if let Some(r) = &job.reservation {
         d.push(format!("-ar {r}"));
     }
-    match &job.working_dir {
+    match batch::directive_dir(job) {
         Some(w) => d.push(format!("-wd {w}")),
         None => d.push("-cwd".to_string()),
     }

@@ -36,7 +36,6 @@ pub fn directives(job: &JobDescription) -> Vec<String> {
         ("account", &job.account),
         ("qos", &job.qos),
         ("reservation", &job.reservation),
-        ("chdir", &job.working_dir),
         ("output", &job.stdout),
         ("error", &job.stderr),
     ];
@@ -44,6 +43,9 @@ pub fn directives(job: &JobDescription) -> Vec<String> {
         if let Some(v) = value {
             d.push(format!("--{flag}={v}"));
         }
+    }
+    if let Some(dir) = batch::directive_dir(job) {
+        d.push(format!("--chdir={dir}"));
     }
     d.extend(job.extra_directives.iter().cloned());
     d.into_iter().map(|x| format!("#SBATCH {x}")).collect()
