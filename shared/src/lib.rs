@@ -2,7 +2,9 @@
 //! clients of the two services a campaign runs on (message broker, state store), each behind
 //! a small trait with a real and an in-process implementation.
 
+pub mod access;
 pub mod broker;
+pub mod catalog;
 pub mod ids;
 pub mod model;
 pub mod protocol;

@@ -1,0 +1,214 @@
+//! The resource catalog: the shipped example loads; mistakes are errors that name the
+//! resource and the field.
+
+/// Named `access` so `cargo test -p emanager-shared access` selects these tests.
+mod access {
+
+    use emanager_shared::access::{AccessError, JobDescription};
+    use emanager_shared::catalog::{AccessKind, Catalog, CatalogError, LaunchMethod};
+
+    fn example() -> Catalog {
+        Catalog::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/resources.toml"
+        ))
+        .unwrap()
+    }
+
+    const MINIMAL: &str = r#"
+[resources.m]
+access = "slurm"
+nodes = 4
+cores_per_node = 8
+default_queue = "debug"
+
+[[resources.m.queues]]
+name = "debug"
+max_walltime = "01:00:00"
+max_nodes = 2
+"#;
+
+    fn error_of(text: &str) -> String {
+        Catalog::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn example_catalog_has_the_real_machines_and_the_test_entries() {
+        let c = example();
+        for name in [
+            "frontier",
+            "perlmutter-cpu",
+            "perlmutter-gpu",
+            "polaris",
+            "aurora",
+            "frontera",
+            "localhost-slurm",
+            "localhost-slurm-ssh",
+            "localhost-sge",
+            "local",
+        ] {
+            assert!(c.get(name).is_ok(), "{name} missing");
+        }
+        let frontier = c.get("frontier").unwrap();
+        assert_eq!(frontier.access, AccessKind::Slurm);
+        assert_eq!((frontier.cores_per_node, frontier.gpus_per_node), (56, 8));
+        assert_eq!(frontier.queue(None).unwrap().max_walltime_s, 12 * 3600);
+        assert_eq!(frontier.launch_methods, [LaunchMethod::Srun]);
+        let polaris = c.get("polaris").unwrap();
+        assert_eq!(polaris.access, AccessKind::Pbs);
+        assert_eq!(polaris.queue(Some("prod")).unwrap().min_nodes, 10);
+        assert_eq!(
+            c.get("localhost-slurm-ssh").unwrap().ssh.as_deref(),
+            Some("root@localhost")
+        );
+    }
+
+    #[test]
+    fn unknown_resource_lists_the_known_ones() {
+        let c = Catalog::parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.get("x").unwrap_err().to_string(),
+            "unknown resource `x`; known: m"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = error_of(&MINIMAL.replace("nodes = 4", "nodes = 4\ncores = 3"));
+        assert!(err.contains("unknown field `cores`"), "{err}");
+        let err = error_of(&MINIMAL.replace("max_nodes = 2", "max_nodes = 2\nwalltime = 3"));
+        assert!(err.contains("unknown field `walltime`"), "{err}");
+    }
+
+    #[test]
+    fn impossible_values_name_resource_and_field() {
+        for (from, to, want) in [
+            (
+                "cores_per_node = 8",
+                "cores_per_node = 0",
+                "resource `m`: field `cores_per_node`: must be at least 1",
+            ),
+            ("nodes = 4", "nodes = 0", "resource `m`: field `nodes`"),
+            (
+                "default_queue = \"debug\"",
+                "default_queue = \"batch\"",
+                "field `default_queue`: `batch` is not one of the queues (debug)",
+            ),
+            (
+                "max_walltime = \"01:00:00\"",
+                "max_walltime = \"00:00:00\"",
+                "field `queues[0].max_walltime`",
+            ),
+            (
+                "max_nodes = 2",
+                "max_nodes = 0",
+                "field `queues[0].max_nodes`",
+            ),
+            (
+                "access = \"slurm\"",
+                "access = \"local\"\nssh = \"a@b\"",
+                "field `ssh`",
+            ),
+            (
+                "access = \"slurm\"",
+                "access = \"slurm\"\ncost_per_core_hour = -1.0",
+                "field `cost_per_core_hour`",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            assert_ne!(text, MINIMAL, "{from}");
+            let err = error_of(&text);
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+    }
+
+    #[test]
+    fn bad_walltime_and_access_values_are_explained() {
+        let err = error_of(&MINIMAL.replace("\"01:00:00\"", "\"one hour\""));
+        assert!(err.contains("is not a duration"), "{err}");
+        let err = error_of(&MINIMAL.replace("\"slurm\"", "\"condor\""));
+        assert!(err.contains("unknown variant `condor`"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file_on_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resources.toml");
+        std::fs::write(&path, "[resources.m]\naccess = 1\n").unwrap();
+        let err = Catalog::load(&path).unwrap_err();
+        assert!(matches!(err, CatalogError::Syntax { .. }));
+        assert!(
+            err.to_string().starts_with(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(Catalog::load(dir.path().join("missing.toml"))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+    }
+
+    #[test]
+    fn template_paths_are_relative_to_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resources.toml");
+        std::fs::write(
+            &path,
+            MINIMAL.replace("nodes = 4", "nodes = 4\ntemplate = \"site/slurm.sh\""),
+        )
+        .unwrap();
+        let c = Catalog::load(&path).unwrap();
+        assert_eq!(
+            c.get("m").unwrap().template.as_ref().unwrap(),
+            &dir.path().join("site/slurm.sh")
+        );
+    }
+
+    #[test]
+    fn pilot_job_description_follows_the_catalog_and_checks_limits() {
+        let c = example();
+        let args = vec!["--campaign".to_string(), "C".to_string()];
+        let job = JobDescription::for_pilot(
+            c.get("perlmutter-gpu").unwrap(),
+            Some("debug"),
+            2,
+            1800,
+            &args,
+        )
+        .unwrap();
+        assert_eq!(
+            (job.queue.clone(), job.qos.as_deref()),
+            (None, Some("debug"))
+        );
+        assert_eq!(job.extra_directives, ["--constraint=gpu"]);
+        assert_eq!(
+            job.command,
+            ["$HOME/emanager/bin/pilot-agent", "--campaign", "C"]
+        );
+        assert_eq!(job.pre_commands, ["module load python"]);
+        let frontier = c.get("frontier").unwrap();
+        let job = JobDescription::for_pilot(frontier, None, 10, 3600, &args).unwrap();
+        assert_eq!(
+            (
+                job.queue.as_deref(),
+                job.account.as_deref(),
+                job.cores_per_node
+            ),
+            (Some("batch"), Some("PROJ123"), 56)
+        );
+        let err =
+            JobDescription::for_pilot(frontier, Some("extended"), 100, 3600, &args).unwrap_err();
+        assert!(
+            matches!(&err, AccessError::InvalidJob(m) if m.contains("queue `extended` takes 1..=64 nodes")),
+            "{err}"
+        );
+        let err =
+            JobDescription::for_pilot(frontier, Some("debug"), 1, 3 * 3600, &args).unwrap_err();
+        assert!(err.to_string().contains("at most 7200 s"), "{err}");
+        let err = JobDescription::for_pilot(frontier, Some("nope"), 1, 60, &args).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown queue `nope`; known: batch, extended, debug"),
+            "{err}"
+        );
+    }
+}
