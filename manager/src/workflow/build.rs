@@ -290,26 +290,18 @@ impl Builder<'_> {
         let stage_group = stage.map(|s| self.stages[s].group);
         let count = t.count.unwrap_or(1) as usize;
         self.tasks.reserve(count);
-        let templated_env = env.values().any(|v| v.contains("{index}"));
+        let env = std::sync::Arc::new(env);
         for index in 0..count {
             let mut spec = proto.clone();
             if is_array {
                 let ix = index.to_string();
                 spec.name = subst(&template, &ix);
                 spec.command = command.iter().map(|a| subst(a, &ix)).collect();
-                spec.env = if templated_env {
-                    env.iter()
-                        .map(|(k, v)| (k.clone(), subst(v, &ix)))
-                        .collect()
-                } else {
-                    env.clone()
-                };
                 spec.input_files = files(&inputs, Some(&ix));
                 spec.output_files = files(&outputs, Some(&ix));
             } else {
                 spec.name = template.clone();
                 spec.command = command.clone();
-                spec.env = env.clone();
                 spec.input_files = files(&inputs, None);
                 spec.output_files = files(&outputs, None);
             }
@@ -322,6 +314,8 @@ impl Builder<'_> {
                 depends_on_groups: Vec::new(),
                 stage,
                 entry,
+                index: is_array.then_some(index as u32),
+                env: env.clone(),
             });
         }
     }

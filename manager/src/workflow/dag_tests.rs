@@ -1,7 +1,7 @@
 //! The DAG alone: release order, failure propagation, cycles; random DAGs by proptest.
 
 use super::dag::{parent_failed_reason, Dag};
-use super::{Entry, Group, Stage, TaskDef, Workflow};
+use super::{Group, Stage, TaskDef, Workflow};
 use emanager_shared::{TaskId, TaskSpec};
 use proptest::prelude::*;
 
@@ -10,21 +10,12 @@ fn workflow(parents: &[Vec<usize>]) -> Workflow {
     let tasks = parents
         .iter()
         .enumerate()
-        .map(|(i, p)| TaskDef {
-            spec: TaskSpec::new(TaskId(uuid::Uuid::nil()), format!("t{i}"), vec!["x".into()]),
-            depends_on: p.clone(),
-            depends_on_groups: Vec::new(),
-            stage: None,
-            entry: i,
+        .map(|(i, p)| {
+            let spec = TaskSpec::new(TaskId(uuid::Uuid::nil()), format!("t{i}"), vec!["x".into()]);
+            TaskDef::new(spec, p.clone())
         })
         .collect();
-    Workflow {
-        name: "w".into(),
-        tasks,
-        stages: Vec::new(),
-        groups: Vec::new(),
-        entries: Vec::<Entry>::new(),
-    }
+    Workflow::new("w", tasks)
 }
 
 #[test]

@@ -25,7 +25,8 @@ pub fn check_fits(wf: &Workflow, nodes: &[NodeShape]) -> Vec<WorkflowError> {
     }
     let mut last_entry = None;
     for t in &wf.tasks {
-        if last_entry == Some(t.entry) {
+        let entry = wf.entries.get(t.entry);
+        if entry.is_some() && last_entry == Some(t.entry) {
             continue; // array members share their entry's resources
         }
         last_entry = Some(t.entry);
@@ -35,7 +36,23 @@ pub fn check_fits(wf: &Workflow, nodes: &[NodeShape]) -> Vec<WorkflowError> {
         {
             continue;
         }
-        errors.push(misfit(&t.spec, &wf.entries[t.entry], nodes));
+        let unlocated;
+        let entry = match entry {
+            Some(e) => e,
+            None => {
+                // A workflow built by hand has no entries: name the task, no position.
+                unlocated = Entry {
+                    name: t.spec.name.clone(),
+                    count: None,
+                    location: wf.name.clone(),
+                    cores_location: wf.name.clone(),
+                    gpus_location: wf.name.clone(),
+                    mem_location: wf.name.clone(),
+                };
+                &unlocated
+            }
+        };
+        errors.push(misfit(&t.spec, entry, nodes));
     }
     errors
 }

@@ -19,8 +19,10 @@ mod tests;
 pub use fits::{check_fits, NodeShape};
 
 use emanager_shared::{CampaignId, TaskId, TaskSpec};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A validated workflow.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +53,12 @@ pub struct TaskDef {
     pub stage: Option<usize>,
     /// Index (into `Workflow::entries`) of the entry the task comes from.
     pub entry: usize,
+    /// The member's index when the task belongs to an array (`count`).
+    pub index: Option<u32>,
+    /// The entry's environment, shared by all members of an array (a map per task would cost
+    /// ~600 bytes each at a million tasks); `{index}` in values is substituted by `env()` and
+    /// `to_spec`. The parser leaves `spec.env` empty: read `env()` for the task's variables.
+    pub env: Arc<BTreeMap<String, String>>,
 }
 
 /// A `[[stages]]` entry.
@@ -83,10 +91,54 @@ pub struct Entry {
 }
 
 impl TaskDef {
+    /// A task built by hand (not from a file): no groups, stage, entry or shared env.
+    pub fn new(spec: TaskSpec, depends_on: Vec<usize>) -> TaskDef {
+        TaskDef {
+            spec,
+            depends_on,
+            depends_on_groups: Vec::new(),
+            stage: None,
+            entry: 0,
+            index: None,
+            env: Arc::default(),
+        }
+    }
+
+    /// The full spec to run: the campaign's deterministic id and the environment filled in.
     pub fn to_spec(&self, campaign: &CampaignId) -> TaskSpec {
         let mut spec = self.spec.clone();
         spec.id = TaskId::for_name(campaign, &spec.name);
+        spec.env.extend(self.env());
         spec
+    }
+
+    /// The task's environment variables from the workflow (`spec.env` not included), with
+    /// `{index}` substituted for array members.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let index = self.index.map(|i| i.to_string());
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let v = match &index {
+                    Some(ix) if v.contains("{index}") => v.replace("{index}", ix),
+                    _ => v.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+impl Workflow {
+    /// A workflow built by hand (skeletons, tests): tasks with explicit dependencies only.
+    pub fn new(name: impl Into<String>, tasks: Vec<TaskDef>) -> Workflow {
+        Workflow {
+            name: name.into(),
+            tasks,
+            stages: Vec::new(),
+            groups: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 }
 

@@ -221,6 +221,20 @@ fn gpus_are_checked_against_gpu_nodes() {
 }
 
 #[test]
+fn hand_built_workflows_are_checked_task_by_task() {
+    let mut big = TaskSpec::new(TaskId(uuid::Uuid::nil()), "big", vec!["x".into()]);
+    big.cores = 1000;
+    let small = TaskSpec::new(TaskId(uuid::Uuid::nil()), "small", vec!["x".into()]);
+    let wf = Workflow::new(
+        "w",
+        vec![TaskDef::new(small, vec![]), TaskDef::new(big, vec![0])],
+    );
+    let e = check_fits(&wf, &shapes());
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].message, "task `big` asks for 1000 cores; the largest node has 128 (resource `frontier`); set mpi = true to span nodes");
+}
+
+#[test]
 fn arrays_substitute_index_in_names_args_env_and_files() {
     let wf = parse(
         r#"[[tasks]]
@@ -235,8 +249,15 @@ output_files = [{ path = "out/{index}.h5" }]
     let t = &wf.tasks[2].spec;
     assert_eq!(t.name, "sim-2");
     assert_eq!(t.command, ["run", "--seed=2"]);
-    assert_eq!(t.env["SEED"], "2");
-    assert_eq!(t.env["FIXED"], "x");
+    let env = wf.tasks[2].env();
+    assert_eq!(env["SEED"], "2");
+    assert_eq!(env["FIXED"], "x");
+    assert_eq!(wf.tasks[2].index, Some(2));
+    assert!(
+        std::sync::Arc::ptr_eq(&wf.tasks[0].env, &wf.tasks[2].env),
+        "one map per entry"
+    );
+    assert_eq!(wf.tasks[2].to_spec(&CampaignId::random()).env, env);
     assert_eq!(t.input_files[0].path, "in/2.dat");
     assert_eq!(t.input_files[1].size_bytes, Some(42));
     assert_eq!(t.output_files[0].path, "out/2.h5");
@@ -272,8 +293,9 @@ tags = ["t"]
         (b.cores, b.retries, b.tags.clone()),
         (2, 5, vec!["t".to_string()])
     );
-    assert_eq!(b.env["A"], "1");
-    assert_eq!(b.env["B"], "3");
+    let env = wf.tasks[1].env();
+    assert_eq!(env["A"], "1");
+    assert_eq!(env["B"], "3");
 }
 
 #[test]
