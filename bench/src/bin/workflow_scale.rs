@@ -120,6 +120,7 @@ fn main() {
         "  total                      {:>8.3} s  (budget 5 s)",
         total.as_secs_f64()
     );
+    println!("  of which CPU (user + sys)  {:>8.3} s", cpu);
     println!(
         "  peak RSS after DAG         {:>8.1} MiB (budget 1024 MiB)",
         rss_after_build
