@@ -21,6 +21,8 @@ pub struct Dag {
     missing: Vec<u32>,
     /// Nodes already completed (a repeated `complete` is ignored).
     done: Vec<bool>,
+    /// Nodes already canceled through `fail` (their dependents are too).
+    doomed: Vec<bool>,
 }
 
 /// The reason given to a task canceled because `parent` failed for good.
@@ -87,6 +89,7 @@ impl Dag {
             children,
             missing,
             done: vec![false; nodes],
+            doomed: vec![false; nodes],
         }
     }
 
@@ -131,14 +134,33 @@ impl Dag {
 
     /// Every task that (transitively) depends on `i`: canceled when `i` failed for good.
     pub fn dependents(&self, i: usize) -> Vec<usize> {
-        let mut seen = vec![false; self.done.len()];
+        let mut seen = std::collections::HashSet::new();
         let mut stack = vec![i];
         let mut out = Vec::new();
         while let Some(v) = stack.pop() {
             for &c in self.children_of(v) {
                 let c = c as usize;
-                if !seen[c] {
-                    seen[c] = true;
+                if seen.insert(c) {
+                    if c < self.tasks {
+                        out.push(c);
+                    }
+                    stack.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that `i` failed for good; returns its dependents not already canceled by an
+    /// earlier `fail`. Many failures in one stage then cost one walk of the later stages in
+    /// total, not one per failure.
+    pub fn fail(&mut self, i: usize) -> Vec<usize> {
+        let mut stack = vec![i];
+        let mut out = Vec::new();
+        while let Some(v) = stack.pop() {
+            for k in self.offsets[v]..self.offsets[v + 1] {
+                let c = self.children[k] as usize;
+                if !std::mem::replace(&mut self.doomed[c], true) {
                     if c < self.tasks {
                         out.push(c);
                     }

@@ -56,6 +56,16 @@ fn failure_cancels_every_transitive_dependent_naming_the_parent() {
 }
 
 #[test]
+fn fail_cancels_each_dependent_once() {
+    // t0, t1 -> t2 -> t3
+    let mut dag = Dag::new(&workflow(&[vec![], vec![], vec![0, 1], vec![2]]));
+    let mut first = dag.fail(0);
+    first.sort();
+    assert_eq!(first, [2, 3]);
+    assert!(dag.fail(1).is_empty(), "already canceled");
+}
+
+#[test]
 fn cycle_is_found_in_depends_on_order() {
     // t0 depends on t2, t2 on t1, t1 on t0.
     let dag = Dag::new(&workflow(&[vec![2], vec![0], vec![1], vec![]]));
@@ -176,6 +186,24 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fail_returns_the_union_of_dependents_each_once(
+        wf in random_workflow(),
+        failing in proptest::collection::vec(any::<prop::sample::Index>(), 1..5),
+    ) {
+        let pure = Dag::new(&wf);
+        let mut dag = pure.clone();
+        let mut expected = std::collections::BTreeSet::new();
+        let mut got = Vec::new();
+        for f in failing {
+            let i = f.index(wf.tasks.len());
+            expected.extend(pure.dependents(i));
+            got.extend(dag.fail(i));
+        }
+        got.sort();
+        prop_assert_eq!(got, expected.into_iter().collect::<Vec<_>>());
     }
 
     #[test]

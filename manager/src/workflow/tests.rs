@@ -439,6 +439,16 @@ command = ["x"]
     let mut doomed = dag::Dag::new(&wf).dependents(0);
     doomed.sort();
     assert_eq!(doomed, [2, 3]);
+    let mut dag = dag::Dag::new(&wf);
+    assert_eq!(dag.fail(1), [2, 3]);
+    assert!(dag.fail(0).is_empty(), "the next stage is canceled once");
+    assert_eq!(
+        dag.cancellations(&wf, 1),
+        [
+            (2, "parent `a-1` failed".to_string()),
+            (3, "parent `a-1` failed".to_string())
+        ]
+    );
 }
 
 #[test]
