@@ -120,6 +120,17 @@ fn shell_line_needs_shell_true() {
 }
 
 #[test]
+fn duplicate_stage_points_at_the_first() {
+    let e = toml_errors(
+        "[[stages]]\nname = \"\"\n[[stages]]\nname = \"a\"\n[[stages]]\nname = \"a\"\n",
+    );
+    assert_eq!(e, [
+        "wf.toml:2:8: stage name `` is not usable; give a non-empty name without `:`",
+        "wf.toml:6:8: stage `a` is declared twice (first at wf.toml:4:8); stage names must be unique",
+    ]);
+}
+
+#[test]
 fn unknown_stage_lists_the_declared_ones() {
     let e = toml_errors("[[stages]]\nname = \"prep\"\n[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\nstage = \"prepare\"\n");
     assert_eq!(e, ["wf.toml:6:9: task `a` names stage `prepare`, which is not declared; did you mean `prep`? declared stages: prep"]);
