@@ -86,6 +86,19 @@ fn cycle_through_a_stage_barrier_names_the_stage() {
 }
 
 #[test]
+fn an_array_depending_on_itself_is_a_cycle() {
+    let e = toml_errors(
+        "[[tasks]]\nname = \"sim\"\ncount = 3\ncommand = [\"x\"]\ndepends_on = [\"sim\"]\n",
+    );
+    assert_eq!(e, ["wf.toml:5:14: dependency cycle: sim-0 -> sim-{index} -> sim-0; remove one of these dependencies"]);
+    let e = toml_errors("[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n");
+    assert_eq!(
+        e,
+        ["wf.toml:4:14: dependency cycle: a -> a; remove one of these dependencies"]
+    );
+}
+
+#[test]
 fn duplicate_name_points_at_both() {
     let e = toml_errors(
         "[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\n[[tasks]]\nname = \"a\"\ncommand = [\"y\"]\n",
@@ -515,4 +528,99 @@ fn shipped_examples_validate() {
         seen >= 2,
         "examples/workflows has the DAG and the MPI example"
     );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One `[[tasks]]` entry: (count, cores, processes, stage, dependencies on earlier entries).
+    type EntrySketch = (
+        Option<u32>,
+        i64,
+        i64,
+        Option<usize>,
+        Vec<(prop::sample::Index, u8)>,
+    );
+
+    fn entry() -> impl Strategy<Value = EntrySketch> {
+        (
+            proptest::option::of(1u32..4),
+            -1i64..9,
+            1i64..4,
+            proptest::option::of(0usize..2),
+            proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3), 0..3),
+        )
+    }
+
+    /// TOML text of a random workflow; dependencies point to earlier entries, by concrete
+    /// name, array template or base name.
+    fn toml_text(entries: &[EntrySketch]) -> String {
+        let mut t =
+            String::from("name = \"p\"\n[[stages]]\nname = \"s0\"\n[[stages]]\nname = \"s1\"\n");
+        for (i, (count, cores, processes, stage, deps)) in entries.iter().enumerate() {
+            t += &format!("[[tasks]]\nname = \"e{i}\"\ncommand = [\"run\", \"{{index}}\"]\ncores = {cores}\nprocesses = {processes}\n");
+            if let Some(c) = count {
+                t += &format!("count = {c}\n");
+            }
+            if let Some(s) = stage {
+                t += &format!("stage = \"s{s}\"\n");
+            }
+            let names: Vec<String> = deps
+                .iter()
+                .filter(|_| i > 0)
+                .map(|(d, how)| {
+                    let j = d.index(i);
+                    match (entries[j].0.is_some(), how) {
+                        (true, 0) => format!("\"e{j}-{{index}}\""),
+                        (true, _) => format!("\"e{j}\""),
+                        (false, _) => format!("\"e{j}\""),
+                    }
+                })
+                .collect();
+            if !names.is_empty() {
+                t += &format!("depends_on = [{}]\n", names.join(", "));
+            }
+        }
+        t
+    }
+
+    proptest! {
+        #[test]
+        fn toml_and_json_agree(entries in proptest::collection::vec(entry(), 1..6)) {
+            let text = toml_text(&entries);
+            let json_text = serde_json::to_string(&toml::from_str::<toml::Value>(&text).unwrap()).unwrap();
+            let from_toml = parse_str(&text, Format::Toml, "p.toml");
+            let from_json = parse_str(&json_text, Format::Json, "p.json");
+            match (from_toml, from_json) {
+                (Ok(a), Ok(b)) => {
+                    prop_assert_eq!(&a.tasks, &b.tasks);
+                    prop_assert_eq!(&a.groups, &b.groups);
+                    prop_assert!(dag::Dag::new(&a).find_cycle().is_none());
+                }
+                (Err(a), Err(b)) => {
+                    let messages = |e: &WorkflowErrors| e.0.iter().map(|e| e.message.clone()).collect::<Vec<_>>();
+                    prop_assert_eq!(messages(&a), messages(&b));
+                }
+                (a, b) => prop_assert!(false, "toml {:?} json {:?}", a.err(), b.err()),
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_str(&text, Format::Toml, "x.toml");
+            let _ = parse_str(&text, Format::Json, "x.json");
+        }
+
+        #[test]
+        fn mangled_examples_never_panic(cut in 0usize..2000, insert in "[\\[\\]{}=\",:a-z0-9 \n]{0,5}") {
+            let text = include_str!("../../../examples/workflows/dag.toml");
+            let mut at = cut.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mangled = format!("{}{insert}{}", &text[..at], &text[at..]);
+            let _ = parse_str(&mangled, Format::Toml, "x.toml");
+        }
+    }
 }
