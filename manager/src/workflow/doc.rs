@@ -74,7 +74,7 @@ task_doc_types! {
     shell: bool,
     /// Environment variables; `{index}` is substituted in values.
     env: BTreeMap<String, String>,
-    /// Working directory.
+    /// Working directory; `{index}` is substituted.
     cwd: String,
     /// Total cores of the task (all processes together). Default 1.
     #[schemars(range(min = 1))]

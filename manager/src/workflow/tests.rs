@@ -266,6 +266,7 @@ name = "sim"
 count = 3
 command = ["run", "--seed={index}"]
 env = { SEED = "{index}", FIXED = "x" }
+cwd = "run/{index}"
 input_files = ["in/{index}.dat", { path = "shared.db", size_bytes = 42 }]
 output_files = [{ path = "out/{index}.h5" }]
 "#,
@@ -282,6 +283,7 @@ output_files = [{ path = "out/{index}.h5" }]
         "one map per entry"
     );
     assert_eq!(wf.tasks[2].to_spec(&CampaignId::random()).env, env);
+    assert_eq!(t.cwd.as_deref(), Some("run/2"));
     assert_eq!(t.input_files[0].path, "in/2.dat");
     assert_eq!(t.input_files[1].size_bytes, Some(42));
     assert_eq!(t.output_files[0].path, "out/2.h5");

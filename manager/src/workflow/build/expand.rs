@@ -36,6 +36,9 @@ impl Template {
             spec.command = self.command.iter().map(|a| subst(a, ix)).collect();
             spec.input_files = files(&self.inputs, ix);
             spec.output_files = files(&self.outputs, ix);
+            if let (Some(cwd), Some(_)) = (&self.proto.cwd, ix) {
+                spec.cwd = Some(subst(cwd, ix));
+            }
             if let Some(members) = stage_members.as_deref_mut() {
                 members.push(tasks.len());
             }
