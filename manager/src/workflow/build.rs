@@ -32,21 +32,21 @@ pub(super) fn build(doc: WorkflowDoc, loc: &Locator) -> Result<Workflow, Workflo
     let mut b = Builder {
         loc,
         errors: Vec::new(),
-        defaults: doc.defaults.unwrap_or_default(),
         stages: Vec::new(),
         groups: Vec::new(),
         entries: Vec::new(),
         tasks: Vec::new(),
         arrays: HashMap::new(),
     };
+    let defaults = doc.defaults.unwrap_or_default();
     b.add_stages(doc.stages);
     let mut ranges = Vec::with_capacity(doc.tasks.len());
     for (i, t) in doc.tasks.iter().enumerate() {
         let start = b.tasks.len();
-        b.add_entry(i, t);
+        b.add_entry(i, t, &defaults);
         ranges.push(start..b.tasks.len());
     }
-    b.resolve_dependencies(&doc.tasks, &ranges);
+    b.resolve_dependencies(&doc.tasks, &defaults, &ranges);
     if b.errors.is_empty() {
         b.check_cycles();
     }
@@ -65,7 +65,6 @@ pub(super) fn build(doc: WorkflowDoc, loc: &Locator) -> Result<Workflow, Workflo
 struct Builder<'l> {
     loc: &'l Locator<'l>,
     errors: Vec<WorkflowError>,
-    defaults: DefaultsDoc,
     stages: Vec<Stage>,
     groups: Vec<Group>,
     entries: Vec<Entry>,
@@ -129,9 +128,8 @@ impl Builder<'_> {
     }
 
     /// Checks entry `i` and, when it is sound, appends its task(s).
-    fn add_entry(&mut self, i: usize, t: &TaskDoc) {
+    fn add_entry(&mut self, i: usize, t: &TaskDoc, d: &DefaultsDoc) {
         let errors_before = self.errors.len();
-        let d = self.defaults.clone();
         let is_array = t.count.is_some();
         let template = if is_array && !t.name.contains("{index}") {
             format!("{}-{{index}}", t.name)
@@ -156,38 +154,7 @@ impl Builder<'_> {
             );
         }
         let shell = pick(&t.shell, &d.shell, i).is_some_and(|(s, _)| *s);
-        let command = match pick(&t.command, &d.command, i) {
-            None => {
-                self.error(
-                    Place::Task(i),
-                    "command",
-                    format!(
-                        "task `{shown}` has no `command`; add command = [\"program\", \"arg\"]"
-                    ),
-                );
-                Vec::new()
-            }
-            Some((Command::Argv(argv), place)) => {
-                if argv.first().is_none_or(|p| p.trim().is_empty()) {
-                    self.error(place, "command", format!(
-                        "task `{shown}` has an empty `command`; give the program and its arguments, e.g. command = [\"/bin/echo\", \"hi\"]"
-                    ));
-                }
-                argv.clone()
-            }
-            Some((Command::Line(line), place)) => {
-                if line.trim().is_empty() {
-                    self.error(place, "command", format!(
-                        "task `{shown}` has an empty `command`; give the program and its arguments, e.g. command = [\"/bin/echo\", \"hi\"]"
-                    ));
-                } else if !shell {
-                    self.error(place, "command", format!(
-                        "task `{shown}` has a single-string `command` but no shell; split it into argv (command = [\"prog\", \"arg\"]) or set shell = true"
-                    ));
-                }
-                vec![line.clone()]
-            }
-        };
+        let command = self.command(i, t, d, &shown, shell);
         let cores = self.positive(&shown, "cores", pick(&t.cores, &d.cores, i));
         let processes = self.positive(&shown, "processes", pick(&t.processes, &d.processes, i));
         if let (Some(c), Some(p)) = (cores, processes) {
@@ -199,24 +166,7 @@ impl Builder<'_> {
                 ));
             }
         }
-        if let Some((&e, place)) = pick(&t.est_duration_s, &d.est_duration_s, i) {
-            if e.is_nan() || e < 0.0 {
-                self.error(
-                    place,
-                    "est_duration_s",
-                    format!(
-                    "task `{shown}` has est_duration_s = {e}; give the estimated seconds, 0 or more"
-                ),
-                );
-            }
-        }
-        if let Some((&w, place)) = pick(&t.walltime_s, &d.walltime_s, i) {
-            if w.is_nan() || w <= 0.0 {
-                self.error(place, "walltime_s", format!(
-                    "task `{shown}` has walltime_s = {w}; give the limit in seconds, more than 0, or leave it out"
-                ));
-            }
-        }
+        self.check_times(i, t, d, &shown);
         let stage = pick(&t.stage, &d.stage, i).and_then(|(name, place)| {
             let found = self.stages.iter().position(|s| &s.name == name);
             if found.is_none() {
@@ -259,8 +209,8 @@ impl Builder<'_> {
             is_array,
             count: t.count.unwrap_or(1) as usize,
             command,
-            proto: prototype(t, &d, i, shell, cores, processes),
-            env: Arc::new(env(t, &d)),
+            proto: prototype(t, d, i, shell, cores, processes),
+            env: Arc::new(env(t, d)),
             inputs: pick(&t.input_files, &d.input_files, i)
                 .map(|(v, _)| v.clone())
                 .unwrap_or_default(),
@@ -272,6 +222,71 @@ impl Builder<'_> {
         };
         let members = stage.map(|s| &mut self.groups[self.stages[s].group].members);
         template.expand(&mut self.tasks, members);
+    }
+
+    /// The entry's argv, checked: present, not empty, a single string only with a shell.
+    fn command(
+        &mut self,
+        i: usize,
+        t: &TaskDoc,
+        d: &DefaultsDoc,
+        shown: &str,
+        shell: bool,
+    ) -> Vec<String> {
+        match pick(&t.command, &d.command, i) {
+            None => {
+                self.error(
+                    Place::Task(i),
+                    "command",
+                    format!(
+                        "task `{shown}` has no `command`; add command = [\"program\", \"arg\"]"
+                    ),
+                );
+                Vec::new()
+            }
+            Some((Command::Argv(argv), place)) => {
+                if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                    self.error(place, "command", format!(
+                        "task `{shown}` has an empty `command`; give the program and its arguments, e.g. command = [\"/bin/echo\", \"hi\"]"
+                    ));
+                }
+                argv.clone()
+            }
+            Some((Command::Line(line), place)) => {
+                if line.trim().is_empty() {
+                    self.error(place, "command", format!(
+                        "task `{shown}` has an empty `command`; give the program and its arguments, e.g. command = [\"/bin/echo\", \"hi\"]"
+                    ));
+                } else if !shell {
+                    self.error(place, "command", format!(
+                        "task `{shown}` has a single-string `command` but no shell; split it into argv (command = [\"prog\", \"arg\"]) or set shell = true"
+                    ));
+                }
+                vec![line.clone()]
+            }
+        }
+    }
+
+    /// `est_duration_s` must be 0 or more, `walltime_s` more than 0.
+    fn check_times(&mut self, i: usize, t: &TaskDoc, d: &DefaultsDoc, shown: &str) {
+        if let Some((&e, place)) = pick(&t.est_duration_s, &d.est_duration_s, i) {
+            if e.is_nan() || e < 0.0 {
+                self.error(
+                    place,
+                    "est_duration_s",
+                    format!(
+                    "task `{shown}` has est_duration_s = {e}; give the estimated seconds, 0 or more"
+                ),
+                );
+            }
+        }
+        if let Some((&w, place)) = pick(&t.walltime_s, &d.walltime_s, i) {
+            if w.is_nan() || w <= 0.0 {
+                self.error(place, "walltime_s", format!(
+                    "task `{shown}` has walltime_s = {w}; give the limit in seconds, more than 0, or leave it out"
+                ));
+            }
+        }
     }
 
     /// A count field that must be 1 or more (and fit in u32); `None` when absent or wrong.

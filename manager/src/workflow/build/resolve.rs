@@ -3,7 +3,7 @@
 
 use super::{closest, pick, Builder};
 use crate::workflow::dag::Dag;
-use crate::workflow::doc::TaskDoc;
+use crate::workflow::doc::{DefaultsDoc, TaskDoc};
 use crate::workflow::locate::Place;
 use crate::workflow::{Group, Workflow, WorkflowError};
 use std::collections::HashMap;
@@ -17,7 +17,12 @@ pub(super) fn base_name(template: &str) -> String {
 
 impl Builder<'_> {
     /// Finds duplicate names and turns every entry's `depends_on` into task and group indices.
-    pub(super) fn resolve_dependencies(&mut self, docs: &[TaskDoc], ranges: &[Range<usize>]) {
+    pub(super) fn resolve_dependencies(
+        &mut self,
+        docs: &[TaskDoc],
+        defaults: &DefaultsDoc,
+        ranges: &[Range<usize>],
+    ) {
         let mut names: HashMap<&str, usize> = HashMap::with_capacity(self.tasks.len());
         let mut duplicates = Vec::new();
         for (e, range) in ranges.iter().enumerate() {
@@ -47,7 +52,7 @@ impl Builder<'_> {
         for (i, t) in docs.iter().enumerate() {
             let mut tasks = Vec::new();
             let mut groups = Vec::new();
-            if let Some((deps, place)) = pick(&t.depends_on, &self.defaults.depends_on, i) {
+            if let Some((deps, place)) = pick(&t.depends_on, &defaults.depends_on, i) {
                 for dep in deps {
                     if let Some(stage) = dep.strip_prefix("stage:") {
                         match self.stages.iter().find(|s| s.name == stage) {
