@@ -162,6 +162,12 @@ fn every_semantic_error_is_reported() {
 }
 
 #[test]
+fn a_refused_task_does_not_make_its_dependents_fail_too() {
+    let e = toml_errors("[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\ncores = 0\n[[tasks]]\nname = \"b\"\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+}
+
+#[test]
 fn defaults_field_errors_point_at_the_defaults() {
     let e = toml_errors("[defaults]\ncores = 0\n[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\n");
     assert_eq!(e, ["wf.toml:2:9: task `a` asks for 0 cores; cores is the task's total core count and must be 1 or more (e.g. cores = 1)"]);

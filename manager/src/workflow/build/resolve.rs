@@ -76,7 +76,8 @@ impl Builder<'_> {
                             self.groups.len() - 1
                         });
                         groups.push(g);
-                    } else {
+                    } else if !docs.iter().any(|d| d.count.is_none() && d.name == *dep) {
+                        // (A task that exists but was refused has its own error already.)
                         errors.push(self.missing_dependency(i, place, dep, docs));
                     }
                 }
