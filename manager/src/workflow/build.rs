@@ -143,6 +143,12 @@ impl Builder<'_> {
                 "name",
                 "task name is empty; give name = \"...\"".into(),
             );
+        } else if t.name.starts_with("stage:") {
+            self.error(
+                Place::Task(i),
+                "name",
+                format!("task name `{}` starts with `stage:`, which depends_on reserves for stages; rename the task", t.name),
+            );
         }
         if t.count == Some(0) {
             self.error(

@@ -144,6 +144,12 @@ fn duplicate_stage_points_at_the_first() {
 }
 
 #[test]
+fn task_names_may_not_look_like_stage_references() {
+    let e = toml_errors("[[tasks]]\nname = \"stage:x\"\ncommand = [\"x\"]\n");
+    assert_eq!(e, ["wf.toml:2:8: task name `stage:x` starts with `stage:`, which depends_on reserves for stages; rename the task"]);
+}
+
+#[test]
 fn unknown_stage_lists_the_declared_ones() {
     let e = toml_errors("[[stages]]\nname = \"prep\"\n[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\nstage = \"prepare\"\n");
     assert_eq!(e, ["wf.toml:6:9: task `a` names stage `prepare`, which is not declared; did you mean `prep`? declared stages: prep"]);
