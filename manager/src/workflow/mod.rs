@@ -1,22 +1,41 @@
 //! The workflow language: tasks and task arrays, stages and dependencies, parsed from TOML
 //! or JSON into a validated [`Workflow`] whose tasks refer to each other by index.
 //!
-//! This first version reads `[[tasks]]` with `name`, `command`, `cores`, `count`,
-//! `est_duration_s`, `retries`; the full language (issue 5) grows from here.
+//! `doc` is the file's shape (serde + JSON Schema), `build` checks it and expands arrays,
+//! `locate` says where an error is, `dag` keeps the dependency bookkeeping, `fits` checks
+//! tasks against the nodes of the configured resources. The language is described in
+//! `docs/workflow.md`.
 
+mod build;
 pub mod dag;
+#[cfg(test)]
+mod dag_tests;
+pub mod doc;
+mod fits;
+mod locate;
+#[cfg(test)]
+mod tests;
+
+pub use fits::{check_fits, NodeShape};
 
 use emanager_shared::{CampaignId, TaskId, TaskSpec};
-use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A validated workflow.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workflow {
     pub name: String,
     pub tasks: Vec<TaskDef>,
+    /// Declared stages, in order: a barrier separates consecutive non-empty stages.
+    pub stages: Vec<Stage>,
+    /// Sets of tasks that tasks depend on as a whole (a stage, an array): the DAG gives each
+    /// one virtual node, so "all of A before all of B" costs |A| + |B| edges, not |A| x |B|.
+    pub groups: Vec<Group>,
+    /// The `[[tasks]]` entries the tasks were expanded from (for messages).
+    pub entries: Vec<Entry>,
 }
 
 /// One concrete task (arrays are already expanded).
@@ -24,15 +43,102 @@ pub struct Workflow {
 pub struct TaskDef {
     /// The spec, with a nil id: `to_spec` gives the campaign's deterministic id.
     pub spec: TaskSpec,
-    /// Indices (into `Workflow::tasks`) of the tasks that must be DONE first.
+    /// Indices (into `Workflow::tasks`) of single tasks that must be DONE first. Only the
+    /// explicit task-to-task dependencies: whole arrays and stages are in `depends_on_groups`
+    /// and stage barriers follow from `stage`; [`dag::Dag`] combines all three.
     pub depends_on: Vec<usize>,
+    /// Indices (into `Workflow::groups`) of arrays and stages that must be DONE first.
+    pub depends_on_groups: Vec<usize>,
+    /// Index (into `Workflow::stages`) of the task's stage.
+    pub stage: Option<usize>,
+    /// Index (into `Workflow::entries`) of the entry the task comes from.
+    pub entry: usize,
+    /// The member's index when the task belongs to an array (`count`).
+    pub index: Option<u32>,
+    /// The entry's environment, shared by all members of an array (a map per task would cost
+    /// ~600 bytes each at a million tasks); `{index}` in values is substituted by `env()` and
+    /// `to_spec`. The parser leaves `spec.env` empty: read `env()` for the task's variables.
+    pub env: Arc<BTreeMap<String, String>>,
+}
+
+/// A `[[stages]]` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub description: Option<String>,
+    /// Its members as a group (`Workflow::groups`).
+    pub group: usize,
+}
+
+/// A named set of tasks: a stage (`stage:NAME`) or an array (`sim-{index}`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<usize>,
+}
+
+/// A `[[tasks]]` entry: its name as written (the template for arrays) and where it and its
+/// resource fields are, so later checks (`check_fits`) point into the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    /// `Some(count)` for arrays.
+    pub count: Option<u32>,
+    pub location: String,
+    pub cores_location: String,
+    pub gpus_location: String,
+    pub mem_location: String,
 }
 
 impl TaskDef {
+    /// A task built by hand (not from a file): no groups, stage, entry or shared env.
+    pub fn new(spec: TaskSpec, depends_on: Vec<usize>) -> TaskDef {
+        TaskDef {
+            spec,
+            depends_on,
+            depends_on_groups: Vec::new(),
+            stage: None,
+            entry: 0,
+            index: None,
+            env: Arc::default(),
+        }
+    }
+
+    /// The full spec to run: the campaign's deterministic id and the environment filled in.
     pub fn to_spec(&self, campaign: &CampaignId) -> TaskSpec {
         let mut spec = self.spec.clone();
         spec.id = TaskId::for_name(campaign, &spec.name);
+        spec.env.extend(self.env());
         spec
+    }
+
+    /// The task's environment variables from the workflow (`spec.env` not included), with
+    /// `{index}` substituted for array members.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        let index = self.index.map(|i| i.to_string());
+        self.env
+            .iter()
+            .map(|(k, v)| {
+                let v = match &index {
+                    Some(ix) if v.contains("{index}") => v.replace("{index}", ix),
+                    _ => v.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}
+
+impl Workflow {
+    /// A workflow built by hand (skeletons, tests): tasks with explicit dependencies only.
+    pub fn new(name: impl Into<String>, tasks: Vec<TaskDef>) -> Workflow {
+        Workflow {
+            name: name.into(),
+            tasks,
+            stages: Vec::new(),
+            groups: Vec::new(),
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -93,39 +199,6 @@ impl fmt::Display for WorkflowErrors {
 
 impl std::error::Error for WorkflowErrors {}
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDoc {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    tasks: Vec<TaskDoc>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TaskDoc {
-    name: String,
-    command: Vec<String>,
-    #[serde(default = "one")]
-    cores: u32,
-    #[serde(default)]
-    count: Option<u32>,
-    #[serde(default)]
-    est_duration_s: f64,
-    #[serde(default)]
-    walltime_s: Option<f64>,
-    #[serde(default = "two")]
-    retries: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-fn two() -> u32 {
-    2
-}
-
 /// Reads and validates a workflow file.
 pub fn load(path: &Path) -> Result<Workflow, WorkflowErrors> {
     let origin = path.display().to_string();
@@ -139,98 +212,30 @@ pub fn load(path: &Path) -> Result<Workflow, WorkflowErrors> {
 }
 
 /// Parses and validates workflow text; `origin` names it in errors.
+///
+/// Syntax and type errors stop at the first (serde reports one); every semantic problem
+/// (names, numbers, dependencies, cycles) is collected.
 pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Workflow, WorkflowErrors> {
-    let err = |message: String| {
-        WorkflowErrors(vec![WorkflowError {
-            location: origin.to_string(),
-            message,
-        }])
+    let (doc, locator) = match format {
+        Format::Toml => match toml::from_str::<doc::WorkflowDoc>(text) {
+            Ok(doc) => (doc, locate::Locator::toml(origin, text)),
+            Err(e) => return Err(WorkflowErrors(vec![locate::toml_error(origin, text, &e)])),
+        },
+        Format::Json => match serde_json::from_str::<doc::WorkflowDoc>(text) {
+            Ok(doc) => (doc, locate::Locator::json(origin)),
+            Err(e) => return Err(WorkflowErrors(vec![locate::json_error(origin, text, &e)])),
+        },
     };
-    let doc: FileDoc = match format {
-        Format::Toml => toml::from_str(text).map_err(|e| err(e.to_string()))?,
-        Format::Json => serde_json::from_str(text).map_err(|e| err(e.to_string()))?,
-    };
-    let mut tasks = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for t in doc.tasks {
-        if t.command.is_empty() {
-            errors.push(WorkflowError {
-                location: origin.to_string(),
-                message: format!("task `{}` has an empty `command`; give the program and its arguments, e.g. command = [\"/bin/echo\", \"hi\"]", t.name),
-            });
-            continue;
-        }
-        if t.cores == 0 {
-            errors.push(WorkflowError {
-                location: origin.to_string(),
-                message: format!("task `{}` asks for 0 cores; use cores = 1 or more", t.name),
-            });
-            continue;
-        }
-        let count = t.count.unwrap_or(1);
-        for index in 0..count {
-            let subst = |s: &str| s.replace("{index}", &index.to_string());
-            let name = if t.count.is_some() && !t.name.contains("{index}") {
-                format!("{}-{index}", t.name)
-            } else {
-                subst(&t.name)
-            };
-            let mut spec = TaskSpec::new(
-                TaskId(uuid::Uuid::nil()),
-                name.clone(),
-                t.command.iter().map(|a| subst(a)).collect(),
-            );
-            spec.cores = t.cores;
-            spec.est_duration_s = t.est_duration_s;
-            spec.walltime_s = t.walltime_s;
-            spec.retries = t.retries;
-            if seen.insert(name.clone(), tasks.len()).is_some() {
-                errors.push(WorkflowError {
-                    location: origin.to_string(),
-                    message: format!("task name `{name}` is used twice; task names must be unique"),
-                });
-            }
-            tasks.push(TaskDef {
-                spec,
-                depends_on: Vec::new(),
-            });
-        }
-    }
-    if !errors.is_empty() {
-        return Err(WorkflowErrors(errors));
-    }
-    Ok(Workflow {
-        name: doc.name.unwrap_or_else(|| "workflow".into()),
-        tasks,
-    })
+    build::build(doc, &locator)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arrays_expand_with_index_substitution() {
-        let wf = parse_str(
-            "[[tasks]]\nname = \"t-{index}\"\ncommand = [\"echo\", \"{index}\"]\ncount = 3\n",
-            Format::Toml,
-            "wf.toml",
-        )
-        .unwrap();
-        assert_eq!(wf.tasks.len(), 3);
-        assert_eq!(wf.tasks[2].spec.name, "t-2");
-        assert_eq!(wf.tasks[2].spec.command, vec!["echo", "2"]);
-    }
-
-    #[test]
-    fn duplicate_names_are_refused() {
-        let e = parse_str(
-            "[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\n[[tasks]]\nname = \"a\"\ncommand = [\"y\"]\n",
-            Format::Toml,
-            "wf.toml",
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("`a` is used twice"), "{e}");
-    }
+/// The JSON Schema of the workflow format (TOML files follow the same schema), generated from
+/// the Rust types; `docs/workflow.schema.json` is this text.
+pub fn json_schema() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<doc::WorkflowDoc>();
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is valid JSON");
+    text.push('\n');
+    text
 }
