@@ -123,14 +123,24 @@ pub struct IterationDoc {
 pub struct FeedbackDoc {
     pub input: String,
     pub output: String,
+    /// Mapping of the fed input (default: the input's own mapping).
+    pub mapping: Option<MappingKind>,
+    pub group: Option<usize>,
 }
 
 /// One stage as generated: an iteration copy is named `<stage>.<i>` (1-based).
 struct Instance<'a> {
     doc: &'a StageDoc,
     name: String,
-    /// (input index 0-based, instance name, output 1-based) overriding a declared source.
-    feedback: Option<(usize, String, usize)>,
+    /// An input (0-based) read from another instance instead of its declared source.
+    feedback: Option<Feedback<'a>>,
+}
+
+struct Feedback<'a> {
+    input: usize,
+    from: String,
+    output: usize,
+    doc: &'a FeedbackDoc,
 }
 
 fn split_ref(s: &str) -> Option<(&str, usize)> {
@@ -309,7 +319,12 @@ fn instances(doc: &SkeletonDoc) -> Vec<Instance<'_>> {
                 let feedback = it.feedback.as_ref().filter(|_| iter > 1).and_then(|fb| {
                     let (is, ii) = split_ref(&fb.input)?;
                     let (os, oo) = split_ref(&fb.output)?;
-                    (is == g.name).then(|| (ii - 1, format!("{os}.{}", iter - 1), oo))
+                    (is == g.name).then(|| Feedback {
+                        input: ii - 1,
+                        from: format!("{os}.{}", iter - 1),
+                        output: oo,
+                        doc: fb,
+                    })
                 });
                 out.push(Instance {
                     doc: g,
@@ -350,9 +365,19 @@ pub fn expand<R: Rng>(doc: &SkeletonDoc, name: &str, rng: &mut R) -> Result<Plan
                 }
                 continue;
             }
-            let (src, output) = match &inst.feedback {
-                Some((fk, src, o)) if *fk == k => (by_instance[src], *o),
-                _ => (latest[from], inp.output.unwrap_or(1)),
+            let (src, output, mapping, group) = match &inst.feedback {
+                Some(fb) if fb.input == k => (
+                    by_instance[&fb.from],
+                    fb.output,
+                    fb.doc.mapping.or(inp.mapping),
+                    fb.doc.group.or(inp.group),
+                ),
+                _ => (
+                    latest[from],
+                    inp.output.unwrap_or(1),
+                    inp.mapping,
+                    inp.group,
+                ),
             };
             let flist: Vec<PlanFile> = stages[src]
                 .tasks
@@ -363,7 +388,7 @@ pub fn expand<R: Rng>(doc: &SkeletonDoc, name: &str, rng: &mut R) -> Result<Plan
                 })
                 .collect();
             let len = flist.len();
-            match inp.mapping.unwrap_or(MappingKind::OneToOne) {
+            match mapping.unwrap_or(MappingKind::OneToOne) {
                 MappingKind::OneToOne => {
                     if len != n {
                         return Err(format!(
@@ -391,7 +416,11 @@ pub fn expand<R: Rng>(doc: &SkeletonDoc, name: &str, rng: &mut R) -> Result<Plan
                     }
                 }
                 MappingKind::Combinations => {
-                    let m = inp.group.expect("checked");
+                    let Some(m) = group else {
+                        return Err(format!(
+                            "{what}: `mapping = \"combinations\"` needs `group = <files per task>`"
+                        ));
+                    };
                     if m > len {
                         return Err(format!(
                             "{what}: cannot choose {m} of the {len} files of `{}`",
