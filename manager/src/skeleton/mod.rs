@@ -37,6 +37,16 @@ pub enum InputFormat {
     SkeletonInput,
 }
 
+impl InputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Toml => "toml",
+            InputFormat::Json => "json",
+            InputFormat::SkeletonInput => "skeleton-input",
+        }
+    }
+}
+
 /// `emanager skeleton`: generate a workflow from a skeleton file.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SkeletonArgs {
@@ -316,8 +326,11 @@ pub fn run(args: &SkeletonArgs) -> anyhow::Result<()> {
     let s = summary(&g.built);
     let wf = &g.built.workflow;
     println!(
-        "skeleton {} ({:?}): {} stages, {} tasks",
-        wf.name, g.format, s.stages, s.tasks
+        "skeleton {} ({}): {} stages, {} tasks",
+        wf.name,
+        g.format.as_str(),
+        s.stages,
+        s.tasks
     );
     for st in &g.built.stages {
         let ts = &wf.tasks[st.tasks.clone()];

@@ -80,6 +80,7 @@ fn mpi_rank() -> u64 {
         "PMI_RANK",
         "PMIX_RANK",
         "MV2_COMM_WORLD_RANK",
+        "SLURM_PROCID",
     ]
     .iter()
     .find_map(|v| std::env::var(v).ok()?.parse().ok())

@@ -2,7 +2,7 @@
 //! copies, the last one keeping the original names so later stages read the final result.
 
 use super::super::diag::Diagnostic;
-use super::parse::{FileRef, Mapping, Source, StageDef};
+use super::defs::{FileRef, Mapping, Source, StageDef};
 
 /// Unrolls every `Iteration_Num > 1` group, iteration-major.
 pub fn expand_iterations(stages: Vec<StageDef>, origin: &str) -> Result<Vec<StageDef>, Diagnostic> {

@@ -5,7 +5,8 @@
 use super::super::diag::Diagnostic;
 use super::super::dist::{lognormal, normal, triangular};
 use super::super::plan::first_combinations;
-use super::parse::{c_number, FileKind, FileRef, Mapping, PolySrc, Source, StageDef, ValueSpec};
+use super::defs::{FileKind, FileRef, Mapping, PolySrc, Source, StageDef, ValueSpec};
+use super::values::c_number;
 use rand::Rng;
 use std::collections::HashMap;
 use std::path::Path;

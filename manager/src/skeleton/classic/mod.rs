@@ -2,9 +2,11 @@
 //! as FORMAT.md describes, expanded exactly as the original tool expands them, and turned
 //! into a [`Plan`].
 
+pub mod defs;
 pub mod expand;
 pub mod generate;
 pub mod parse;
+pub mod values;
 
 use super::diag::Diagnostic;
 use super::plan::{Plan, PlanFile, PlanStage, PlanTask, Work};
