@@ -473,7 +473,7 @@ Stage_Name = Stage_1
         ),
         (
             MINIMAL.replace("Input_Files_Each_Task = 0", "Input_Files_Each_Task = 1\n    Input_1.Source = Stage_1.Output_1"),
-            "t.input:11: `Input_1.Source` refers to `Stage_1.Output_1`, but stage `Stage_1` comes later in the file; a stage can only read from earlier stages",
+            "t.input:11: `Input_1.Source` refers to `Stage_1.Output_1`, but stage `Stage_1` is this stage; a stage can only read from earlier stages",
         ),
         (
             MINIMAL.replace("Input_Files_Each_Task = 0", "Input_Files_Each_Task = 1\n    Input_1.Source = disk"),
@@ -615,5 +615,198 @@ Stage_Name = Stage_2
             InputFormat::SkeletonInput
         );
         assert!(emanager::skeleton::is_skeleton_file(&p));
+    }
+}
+
+mod skeleton_input_more {
+    use emanager::skeleton::{generate_str, Generated, InputFormat, SkeletonOptions};
+    use std::path::{Path, PathBuf};
+
+    fn gen(text: &str) -> Result<Generated, String> {
+        let opts = SkeletonOptions {
+            synth: Some(PathBuf::from("/s")),
+            data_dir: Some(PathBuf::from("/d")),
+            ..SkeletonOptions::default()
+        };
+        generate_str(
+            text,
+            "t.input",
+            "t",
+            Path::new("."),
+            InputFormat::SkeletonInput,
+            None,
+            &opts,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn warnings(g: &Generated) -> Vec<String> {
+        g.warnings.iter().map(|w| w.to_string()).collect()
+    }
+
+    fn stage(name: &str, tasks: usize, inputs: &str, outputs: usize, extra: &str) -> String {
+        let outs: String = (1..=outputs)
+            .map(|k| format!("    Output_{k}.Size = uniform 100\n"))
+            .collect();
+        format!(
+            "Stage_Name = {name}\n    Task_Type = serial\n    Num_Tasks = {tasks}\n    Task_Length = uniform 10\n    Num_Processes = 1\n    Read_Buffer = 65536\n    Write_Buffer = 65536\n{inputs}    Output_Files_Each_Task = {outputs}\n{outs}    Interleave_Option = 0\n{extra}"
+        )
+    }
+
+    const FS: &str = "    Input_Files_Each_Task = 1\n    Input_1.Source = filesystem\n    Input_1.Size = uniform 1048576\n";
+
+    #[test]
+    fn single_stage_iteration_renames_copies_and_feeds_outputs_back() {
+        let text = format!(
+            "Num_Stage = 1\n{}",
+            stage(
+                "Stage_1",
+                2,
+                FS,
+                1,
+                "    Iteration_Num = 3\n    Iteration_Stages = Stage_1\n    Iteration_Substitute = Stage_1.Input_1, Stage_1.Output_1\n"
+            )
+        );
+        let g = gen(&text).unwrap();
+        assert_eq!(
+            g.shell.unwrap(),
+            [
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_1_Input/Stage_1_Iter_1_Input_0_1 Stage_1_Iter_1_Output/Stage_1_Iter_1_Output_0_1 100",
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_1_Input/Stage_1_Iter_1_Input_0_2 Stage_1_Iter_1_Output/Stage_1_Iter_1_Output_0_2 100",
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_1_Output/Stage_1_Iter_1_Output_0_1 Stage_1_Iter_2_Output/Stage_1_Iter_2_Output_0_1 100",
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_1_Output/Stage_1_Iter_1_Output_0_2 Stage_1_Iter_2_Output/Stage_1_Iter_2_Output_0_2 100",
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_2_Output/Stage_1_Iter_2_Output_0_1 Stage_1_Output/Stage_1_Output_0_1 100",
+                "task serial time 1 10 65536 65536 1 1 0 Stage_1_Iter_2_Output/Stage_1_Iter_2_Output_0_2 Stage_1_Output/Stage_1_Output_0_2 100",
+            ]
+        );
+        assert_eq!(
+            g.setup.unwrap(),
+            [
+                "mkdir -p Stage_1_Iter_1_Input",
+                "mkdir -p Stage_1_Iter_1_Output",
+                "mkdir -p Stage_1_Iter_2_Output",
+                "mkdir -p Stage_1_Output",
+                "dd if=/dev/zero of='Stage_1_Iter_1_Input/Stage_1_Iter_1_Input_0_1'  bs='1048576' count=1",
+                "dd if=/dev/zero of='Stage_1_Iter_1_Input/Stage_1_Iter_1_Input_0_2'  bs='1048576' count=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn reading_an_earlier_stage_input_waits_for_the_task_that_creates_it() {
+        let text = format!(
+            "Num_Stage = 2\n{}{}",
+            stage("Stage_1", 2, FS, 0, ""),
+            stage(
+                "Stage_2",
+                2,
+                "    Input_Files_Each_Task = 1\n    Input_1.Source = Stage_1.Input_1\n",
+                0,
+                ""
+            )
+        );
+        let g = gen(&text).unwrap();
+        let wf = &g.built.workflow;
+        assert_eq!(
+            wf.tasks[3].spec.command[3..5],
+            ["--in", "/d/Stage_1_Input/Stage_1_Input_0_2"]
+        );
+        assert_eq!(wf.tasks[3].depends_on, [1]);
+        assert_eq!(wf.tasks[1].spec.command[3], "--make-in");
+    }
+
+    #[test]
+    fn extra_stage_blocks_are_ignored_with_a_warning() {
+        let text = format!(
+            "Num_Stage = 1\n{}{}",
+            stage("Stage_1", 1, "    Input_Files_Each_Task = 0\n", 0, ""),
+            stage("Stage_2", 1, "    Input_Files_Each_Task = 0\n", 0, "")
+        );
+        let g = gen(&text).unwrap();
+        assert_eq!(g.built.workflow.tasks.len(), 1);
+        assert_eq!(
+            warnings(&g),
+            ["t.input:12: `Num_Stage = 1`: stage `Stage_2` and everything after it is ignored (as the original tool does)"]
+        );
+    }
+
+    #[test]
+    fn lenient_values_are_read_like_task_c_with_warnings() {
+        let text = format!(
+            "Num_Stage = 1\n{}",
+            stage("Stage_1", 1, "    Input_Files_Each_Task = 0\n", 1, "")
+        )
+        .replace(
+            "Task_Type = serial",
+            "Task_Type = serial\n    Task_Mode = foo",
+        )
+        .replace("uniform 10\n", "10\n")
+        .replace(
+            "Output_1.Size = uniform 100",
+            "Output_1.Size = uniform 100B",
+        )
+        .replace("Num_Processes = 1", "Num_Processes = 1 rank");
+        let g = gen(&text).unwrap();
+        assert_eq!(
+            g.shell.clone().unwrap(),
+            ["task serial foo 1 10 65536 65536 0 1 0 Stage_1_Output/Stage_1_Output_0_1 100B"]
+        );
+        let t = &g.built.workflow.tasks[0].spec;
+        assert_eq!(t.est_duration_s, 10.0);
+        assert_eq!(t.output_files[0].size_bytes, Some(100));
+        assert_eq!(
+            warnings(&g),
+            [
+                "t.input:6: `Task_Length = 10` has no distribution; read as `uniform 10` (the original tool would fail)",
+                "t.input:7: `Num_Processes = 1 rank`: read as 1, the text after it is ignored",
+                "t.input:12: `uniform 100B` is not a plain number; the synthetic task reads it as 100 (as task.c's atof/atoi do)",
+                "t.input:2: stage `Stage_1`: unknown `Task_Mode = foo`, read as `time` (as task.c does)",
+            ]
+        );
+    }
+
+    #[test]
+    fn iteration_groups_must_be_the_following_blocks() {
+        let text = format!(
+            "Num_Stage = 2\n{}{}",
+            stage(
+                "Stage_1",
+                1,
+                FS,
+                1,
+                "    Iteration_Num = 2\n    Iteration_Stages = Stage_1, Stage_3\n    Iteration_Substitute = Stage_1.Input_1, Stage_3.Output_1\n"
+            ),
+            stage("Stage_2", 1, "    Input_Files_Each_Task = 0\n", 0, "")
+        );
+        assert_eq!(
+            gen(&text).unwrap_err(),
+            "t.input:15: `Iteration_Stages = Stage_1, Stage_3`: the stages iterated with `Stage_1` must be the stage blocks right after it, in order; the file has [Stage_2] there"
+        );
+        let text = text.replace(
+            "Iteration_Stages = Stage_1, Stage_3",
+            "Iteration_Stages = Stage_2",
+        );
+        assert_eq!(
+            gen(&text).unwrap_err(),
+            "t.input:15: `Iteration_Stages = Stage_2` must include the iterated stage `Stage_1`"
+        );
+    }
+
+    #[test]
+    fn a_filesystem_input_size_cannot_be_a_polynomial() {
+        let text = format!(
+            "Num_Stage = 1\n{}",
+            stage(
+                "Stage_1",
+                1,
+                &FS.replace("uniform 1048576", "polynomial [1, 2] Length"),
+                0,
+                ""
+            )
+        );
+        assert_eq!(
+            gen(&text).unwrap_err(),
+            "t.input:11: `Input_1.Size` takes a statistical distribution, not a polynomial"
+        );
     }
 }

@@ -139,7 +139,9 @@ fn stage<R: Rng>(
     let files_of = |r: &FileRef, line: usize, key: &str| -> Result<Vec<GenFile>, Diagnostic> {
         let Some(&si) = by_name.get(&r.stage) else {
             let later = all.iter().any(|s| s.name == r.stage);
-            let why = if later {
+            let why = if r.stage == def.name {
+                "is this stage; a stage can only read from earlier stages"
+            } else if later {
                 "comes later in the file; a stage can only read from earlier stages"
             } else {
                 "is not a stage of this file"
