@@ -171,7 +171,8 @@ pub fn expand<R: Rng>(doc: &SkeletonDoc, name: &str, rng: &mut R) -> Result<Plan
                 length: None,
             };
             let what = |e: String| format!("stage `{}` task {t}: {e}", inst.name);
-            let length = s.length.sample(rng, ctx).map_err(what)?;
+            // lengths are kept to the millisecond so argv and estimate read cleanly
+            let length = (s.length.sample(rng, ctx).map_err(what)? * 1000.0).round() / 1000.0;
             let ctx = PolyContext {
                 length: Some(length),
                 ..ctx
