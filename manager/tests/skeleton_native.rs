@@ -3,7 +3,7 @@
 
 mod skeleton_native {
     use emanager::skeleton::build::Built;
-    use emanager::skeleton::writer::{render, OutFormat};
+    use emanager::skeleton::writer::{render, OutFormat, StageMode};
     use emanager::skeleton::{generate, generate_str, Generated, InputFormat, SkeletonOptions};
     use std::path::{Path, PathBuf};
 
@@ -222,7 +222,7 @@ mod skeleton_native {
     #[test]
     fn writer_emits_concrete_tasks_with_stage_and_dependency_names() {
         let g = load("pipeline.toml", None);
-        let text = render(&g.built, OutFormat::Toml).unwrap();
+        let text = render(&g.built, OutFormat::Toml, StageMode::Stages).unwrap();
         let doc: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(doc["name"].as_str(), Some("pipeline"));
         let st: Vec<&str> = doc["stages"]
@@ -253,12 +253,28 @@ mod skeleton_native {
         assert_eq!(tasks[0]["mpi"].as_bool(), Some(true));
         assert_eq!(tasks[0]["processes"].as_integer(), Some(4));
         let json: serde_json::Value =
-            serde_json::from_str(&render(&g.built, OutFormat::Json).unwrap()).unwrap();
+            serde_json::from_str(&render(&g.built, OutFormat::Json, StageMode::Stages).unwrap())
+                .unwrap();
         assert_eq!(
             json["tasks"][32]["depends_on"].as_array().unwrap().len(),
             16
         );
         assert_eq!(json["stages"][2]["name"], "aggregate");
+    }
+
+    #[test]
+    fn writer_can_leave_ordering_to_the_file_dependencies() {
+        let g = load("pipeline.toml", None);
+        let text = render(&g.built, OutFormat::Toml, StageMode::Tags).unwrap();
+        let doc: toml::Value = toml::from_str(&text).unwrap();
+        assert!(doc.get("stages").is_none(), "{}", &text[..300]);
+        let t = &doc["tasks"].as_array().unwrap()[20];
+        assert!(t.get("stage").is_none());
+        assert_eq!(
+            t["tags"].as_array().unwrap()[1].as_str(),
+            Some("stage:analyse")
+        );
+        assert_eq!(t["depends_on"].as_array().unwrap().len(), 1);
     }
 }
 

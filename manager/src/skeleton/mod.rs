@@ -78,6 +78,10 @@ pub struct SkeletonArgs {
     /// Also print the tasks as the original tool's `task ...` lines (original format only).
     #[arg(long)]
     pub print_shell: bool,
+    /// Write no `[[stages]]` / `stage =` (stages are barriers in the workflow language);
+    /// tasks are then ordered by their file dependencies alone, the stage kept as a tag.
+    #[arg(long)]
+    pub no_stage_barriers: bool,
 }
 
 impl SkeletonArgs {
@@ -357,7 +361,12 @@ pub fn run(args: &SkeletonArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(out) = &args.out {
-        let text = writer::render(&g.built, writer::OutFormat::from_path(out))?;
+        let stages = if args.no_stage_barriers {
+            writer::StageMode::Tags
+        } else {
+            writer::StageMode::Stages
+        };
+        let text = writer::render(&g.built, writer::OutFormat::from_path(out), stages)?;
         std::fs::write(out, text).with_context(|| format!("cannot write {}", out.display()))?;
         println!("wrote {}", out.display());
     }
