@@ -138,17 +138,24 @@ pub fn build(plan: &Plan, opts: &BuildOptions) -> Result<Built, String> {
                 .collect();
             deps.sort_unstable();
             deps.dedup();
-            tasks.push(TaskDef {
-                spec,
-                depends_on: deps,
-            });
+            tasks.push((spec, deps));
         }
     }
     Ok(Built {
-        workflow: Workflow {
-            name: plan.name.clone(),
-            tasks,
-        },
+        workflow: assemble(&plan.name, tasks, &stages),
         stages,
     })
+}
+
+/// The workflow model's value. The only place that names its fields, so a change of the
+/// model touches this function alone. Dependencies are the file dependencies (dataflow);
+/// stages are kept in `Built::stages` and in the `stage:NAME` tags, not as barriers.
+fn assemble(name: &str, tasks: Vec<(TaskSpec, Vec<usize>)>, _stages: &[StageInfo]) -> Workflow {
+    Workflow {
+        name: name.to_string(),
+        tasks: tasks
+            .into_iter()
+            .map(|(spec, depends_on)| TaskDef { spec, depends_on })
+            .collect(),
+    }
 }
