@@ -168,27 +168,27 @@ mod skeleton_native {
         let cases = [
             (
                 format!("{ONE}[[stages]]\nname = \"b\"\ntasks = 3\nlength = 1\ninputs = [{{ from = \"a\" }}]\n"),
-                "s.toml: stage `b` input 1: one-to-one needs as many tasks (3) as `a` has files (4); set mapping to \"all-to-all\", \"chunks\" or \"combinations\"",
+                "s.toml:7: stage `b` input 1: one-to-one needs as many tasks (3) as `a` has files (4); set mapping to \"all-to-all\", \"chunks\" or \"combinations\"",
             ),
             (
                 format!("{ONE}[[stages]]\nname = \"b\"\ntasks = 3\nlength = 1\ninputs = [{{ from = \"c\" }}]\n"),
-                "s.toml: stage `b` input 1: `from = \"c\"` must name an earlier stage",
+                "s.toml:7: stage `b` input 1: `from = \"c\"` must name an earlier stage",
             ),
             (
                 "[[stages]]\nname = \"a\"\ntasks = 2\nprocesses = 8\nlength = 1\n".to_string(),
-                "s.toml: stage `a`: a serial task has one process; use type = \"parallel\" for 8 MPI ranks, or cores_per_process for threads",
+                "s.toml:2: stage `a`: a serial task has one process; use type = \"parallel\" for 8 MPI ranks, or cores_per_process for threads",
             ),
             (
                 format!("{ONE}[[stages]]\nname = \"b\"\ntasks = 3\nlength = 1\ninputs = [{{ from = \"a\", mapping = \"combinations\" }}]\n"),
-                "s.toml: stage `b` input 1: `mapping = \"combinations\"` needs `group = <files per task>`",
+                "s.toml:7: stage `b` input 1: `mapping = \"combinations\"` needs `group = <files per task>`",
             ),
             (
                 "[[stages]]\nname = \"a\"\ntasks = 2\nlength = 1\ninputs = [{ size = 4 }, {}]\n".to_string(),
-                "s.toml: stage `a` input 2: a filesystem input needs `size`",
+                "s.toml:2: stage `a` input 2: a filesystem input needs `size`",
             ),
             (
                 format!("{ONE}[[stages]]\nname = \"a\"\ntasks = 1\nlength = 1\n"),
-                "s.toml: stage name `a` is used twice",
+                "s.toml:7: stage name `a` is used twice",
             ),
         ];
         for (text, want) in cases {
@@ -200,6 +200,15 @@ mod skeleton_native {
         let e = from_toml("[[stages]]\nname = \"a\"\ntasks = 2\nlength = { normal = [10, -1] }\n")
             .unwrap_err();
         assert!(e.contains("normal needs stdev >= 0, got [10, -1]"), "{e}");
+    }
+
+    #[test]
+    fn iteration_errors_point_at_the_iteration() {
+        let e = from_toml(&format!(
+            "{ONE}[[iterations]]\nstages = [\"a\"]\ncount = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e, "s.toml:6: iteration over [a]: count must be at least 1");
     }
 
     #[test]

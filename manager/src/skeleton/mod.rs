@@ -149,12 +149,65 @@ fn default_synth() -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("emanager-synth"))
 }
 
+/// A workflow name usable as one directory name.
+fn safe_dir_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() || s.chars().all(|c| c == '.') {
+        "skeleton".into()
+    } else {
+        s
+    }
+}
+
+/// The line of the stage (or iteration) a native-format message is about: messages start
+/// with "stage `NAME`" (an iteration copy `NAME.i` points at `NAME`) or "iteration".
+fn locate_native(text: &str, message: &str) -> Option<usize> {
+    let line_of =
+        |pred: &dyn Fn(&str) -> bool| text.lines().position(|l| pred(l.trim())).map(|i| i + 1);
+    if message.starts_with("iteration") || message.starts_with("an iteration") {
+        return line_of(&|l| l.starts_with("[[iterations]]") || l.starts_with("\"iterations\""));
+    }
+    let rest = message
+        .strip_prefix("stage name `")
+        .or_else(|| message.strip_prefix("stage `"))?;
+    let name = rest.split('`').next()?;
+    let name = match name.rsplit_once('.') {
+        Some((base, i)) if i.chars().all(|c| c.is_ascii_digit()) => base,
+        _ => name,
+    };
+    let quoted = format!("\"{name}\"");
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim().trim_start_matches(['{', ',', ' ']);
+            (l.starts_with("name") || l.starts_with("\"name\"")) && l.contains(&quoted)
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    // "used twice" is about the second declaration
+    if message.contains("used twice") {
+        hits.get(1).copied()
+    } else {
+        hits.first().copied()
+    }
+}
+
 /// The absolute data directory: relative paths resolve against `$EMANAGER_WORKDIR` if set,
 /// else the current directory.
 pub fn data_dir(given: Option<&Path>, workflow: &str) -> PathBuf {
     let dir = given
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| Path::new("emanager-data").join(workflow));
+        .unwrap_or_else(|| Path::new("emanager-data").join(safe_dir_name(workflow)));
     if dir.is_absolute() {
         return dir;
     }
@@ -197,8 +250,11 @@ pub fn generate_str(
             };
             let mut rng = StdRng::seed_from_u64(seed.or(doc.seed).unwrap_or(0));
             let wf_name = doc.name.clone().unwrap_or_else(|| name.to_string());
-            let plan = native::expand(&doc, &wf_name, &mut rng)
-                .map_err(|m| Diagnostic::file(origin, m))?;
+            let plan = native::expand(&doc, &wf_name, &mut rng).map_err(|m| Diagnostic {
+                origin: origin.to_string(),
+                line: locate_native(text, &m),
+                message: m,
+            })?;
             (plan, None, None)
         }
     };
