@@ -6,12 +6,14 @@ pub mod defs;
 pub mod expand;
 pub mod generate;
 pub mod parse;
+pub mod render;
 pub mod values;
 
 use super::diag::Diagnostic;
 use super::plan::{Plan, PlanFile, PlanStage, PlanTask, Work};
-pub use generate::{setup_lines, shell_lines, GenStage};
+pub use generate::GenStage;
 use rand::Rng;
+pub use render::{setup_lines, shell_lines};
 use std::path::Path;
 
 /// Parses, unrolls iterations and generates the tasks of an original-format file.

@@ -127,3 +127,37 @@ pub struct FeedbackDoc {
     pub mapping: Option<MappingKind>,
     pub group: Option<usize>,
 }
+
+/// The line of the stage (or iteration) a native-format message is about: messages start
+/// with "stage `NAME`" (an iteration copy `NAME.i` points at `NAME`) or "iteration".
+pub(super) fn locate(text: &str, message: &str) -> Option<usize> {
+    let line_of =
+        |pred: &dyn Fn(&str) -> bool| text.lines().position(|l| pred(l.trim())).map(|i| i + 1);
+    if message.starts_with("iteration") || message.starts_with("an iteration") {
+        return line_of(&|l| l.starts_with("[[iterations]]") || l.starts_with("\"iterations\""));
+    }
+    let rest = message
+        .strip_prefix("stage name `")
+        .or_else(|| message.strip_prefix("stage `"))?;
+    let name = rest.split('`').next()?;
+    let name = match name.rsplit_once('.') {
+        Some((base, i)) if i.chars().all(|c| c.is_ascii_digit()) => base,
+        _ => name,
+    };
+    let quoted = format!("\"{name}\"");
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let l = l.trim().trim_start_matches(['{', ',', ' ']);
+            (l.starts_with("name") || l.starts_with("\"name\"")) && l.contains(&quoted)
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    // "used twice" is about the second declaration
+    if message.contains("used twice") {
+        hits.get(1).copied()
+    } else {
+        hits.first().copied()
+    }
+}
