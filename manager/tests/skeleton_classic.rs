@@ -606,6 +606,25 @@ Stage_Name = Stage_2
     }
 
     #[test]
+    fn bundled_original_format_example_converts() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/skeletons/original-format.input");
+        let g = generate(&p, Some(2), &opts()).unwrap();
+        assert!(g.warnings.is_empty(), "{:?}", g.warnings);
+        let wf = &g.built.workflow;
+        assert_eq!(wf.tasks.len(), 12);
+        let t = &wf.tasks[11].spec;
+        assert!(t.mpi && t.cores == 4 && t.processes == 4);
+        assert_eq!(t.input_files.len(), 2);
+        // Output_1.Size = polynomial [2, 1] Length: twice the drawn length, truncated
+        assert_eq!(
+            t.output_files[0].size_bytes,
+            Some((2.0 * t.est_duration_s).trunc() as u64)
+        );
+        assert_eq!(wf.tasks[11].depends_on, [0, 4]); // the 4th pair of C(8, 2)
+    }
+
+    #[test]
     fn format_is_detected_by_content() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("looks.toml");

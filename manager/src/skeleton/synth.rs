@@ -193,7 +193,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<SynthReport> {
     match args.flops {
         Some(n) => flops(n * args.time_scale),
         None => {
-            let d = Duration::from_secs_f64(args.length * args.time_scale);
+            let d = Duration::try_from_secs_f64(args.length * args.time_scale)
+                .context("--length x --time-scale is too large")?;
             if args.sleep {
                 std::thread::sleep(d);
             } else {
