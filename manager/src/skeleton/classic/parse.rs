@@ -238,6 +238,9 @@ impl<'a> Parser<'a> {
             Some(e) => {
                 let num = self.int(e, "Iteration_Num")? as usize;
                 let line = e.line;
+                if num == 0 {
+                    self.warn(line, "`Iteration_Num = 0` read as 1: the stages run once");
+                }
                 let s = self.required(&mut b, "Iteration_Stages", "<Stage>, <Stage>...")?;
                 let stages = self.iteration_stages(s);
                 let s = self.required(
