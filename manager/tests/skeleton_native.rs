@@ -333,3 +333,67 @@ mod skeleton_cli {
         assert!(Cli::try_parse_from(["x", "f", "--format", "yaml"]).is_err());
     }
 }
+
+mod skeleton_properties {
+    use emanager::skeleton::{generate_str, InputFormat, SkeletonOptions};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    fn mapping() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("mapping = \"all-to-all\"".to_string()),
+            Just("mapping = \"chunks\"".to_string()),
+            (0usize..3).prop_map(|g| format!("mapping = \"combinations\", group = {g}")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the counts and mappings: every file a task reads is created by the task
+        /// itself or written by a task it depends on, and parents come first.
+        #[test]
+        fn every_input_is_created_or_produced_by_a_dependency(
+            a in 1usize..6, b in 1usize..6, c in 1usize..4, m1 in mapping(), m2 in mapping(),
+            count in 1usize..4, seed in any::<u64>(),
+        ) {
+            let text = format!(
+                "[[stages]]\nname = \"a\"\ntasks = {a}\nlength = {{ uniform = [1, 2] }}\ninputs = [{{ size = 10 }}]\noutputs = [{{ size = 5 }}]\n\
+                 [[stages]]\nname = \"b\"\ntasks = {b}\nlength = 1\ninputs = [{{ from = \"a\", {m1} }}]\noutputs = [{{ size = 7 }}]\n\
+                 [[stages]]\nname = \"c\"\ntasks = {c}\nlength = 1\ninputs = [{{ from = \"b\", {m2} }}]\noutputs = [{{ size = 1 }}]\n\
+                 [[iterations]]\nstages = [\"b\", \"c\"]\ncount = {count}\nfeedback = {{ input = \"b.1\", output = \"c.1\", mapping = \"all-to-all\" }}\n"
+            );
+            let opts = SkeletonOptions { synth: Some(PathBuf::from("/s")), data_dir: Some(PathBuf::from("/d")), ..Default::default() };
+            let g = match generate_str(&text, "p.toml", "p", Path::new("."), InputFormat::Toml, Some(seed), &opts) {
+                Ok(g) => g,
+                // more chunks than files, or groups larger than the files, are refused
+                Err(e) => {
+                    let m = &e.message;
+                    prop_assert!(m.contains("cannot each get a chunk") || m.contains("cannot choose"), "{}", e);
+                    return Ok(());
+                }
+            };
+            let wf = &g.built.workflow;
+            prop_assert_eq!(wf.tasks.len(), a + count * (b + c));
+            let mut writer: HashMap<&str, usize> = HashMap::new();
+            for (i, t) in wf.tasks.iter().enumerate() {
+                for f in &t.spec.output_files {
+                    prop_assert!(writer.insert(f.path.as_str(), i).is_none(), "two writers of {}", f.path);
+                }
+            }
+            for (i, t) in wf.tasks.iter().enumerate() {
+                prop_assert!(t.depends_on.iter().all(|&d| d < i));
+                let created: Vec<&str> = t.spec.command.windows(2)
+                    .filter(|w| w[0] == "--make-in")
+                    .map(|w| w[1].rsplit_once(':').unwrap().0)
+                    .collect();
+                for f in &t.spec.input_files {
+                    let ok = created.contains(&f.path.as_str())
+                        || writer.get(f.path.as_str()).is_some_and(|w| t.depends_on.contains(w));
+                    prop_assert!(ok, "{} reads {} from nowhere", t.spec.name, f.path);
+                }
+            }
+        }
+    }
+}
