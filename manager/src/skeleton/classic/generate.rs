@@ -69,24 +69,41 @@ pub fn generate<R: Rng>(
     base_dir: &Path,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<Vec<GenStage>, Diagnostic> {
-    let mut out: Vec<GenStage> = Vec::new();
-    let mut by_name: HashMap<String, usize> = HashMap::new();
+    let mut g = Generator {
+        all: stages,
+        done: Vec::new(),
+        by_name: HashMap::new(),
+        rng,
+        origin,
+        base_dir,
+        warnings,
+    };
     for def in stages {
-        if let Some(&prev) = by_name.get(&def.name) {
-            return Err(Diagnostic::at(
-                origin,
+        if let Some(&prev) = g.by_name.get(&def.name) {
+            return Err(g.err(
                 def.line,
                 format!(
                     "stage name `{}` is used twice (first on line {})",
-                    def.name, out[prev].def.line
+                    def.name, g.done[prev].def.line
                 ),
             ));
         }
-        let g = stage(def, &out, &by_name, stages, rng, origin, base_dir, warnings)?;
-        by_name.insert(def.name.clone(), out.len());
-        out.push(g);
+        let stage = g.stage(def)?;
+        g.by_name.insert(def.name.clone(), g.done.len());
+        g.done.push(stage);
     }
-    Ok(out)
+    Ok(g.done)
+}
+
+/// The state of one generation: the stages done so far and where draws come from.
+struct Generator<'a, R> {
+    all: &'a [StageDef],
+    done: Vec<GenStage>,
+    by_name: HashMap<String, usize>,
+    rng: &'a mut R,
+    origin: &'a str,
+    base_dir: &'a Path,
+    warnings: &'a mut Vec<Diagnostic>,
 }
 
 fn draw<R: Rng>(
@@ -121,43 +138,53 @@ fn draw<R: Rng>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn stage<R: Rng>(
-    def: &StageDef,
-    done: &[GenStage],
-    by_name: &HashMap<String, usize>,
-    all: &[StageDef],
-    rng: &mut R,
-    origin: &str,
-    base_dir: &Path,
-    warnings: &mut Vec<Diagnostic>,
-) -> Result<GenStage, Diagnostic> {
-    let n = def.num_tasks;
-    let n_blocks = def.inputs.len();
-    let err = |line: usize, m: String| Diagnostic::at(origin, line, m);
-    // The files of `r` over the referenced stage's tasks, in task order.
-    let files_of = |r: &FileRef, line: usize, key: &str| -> Result<Vec<GenFile>, Diagnostic> {
-        let Some(&si) = by_name.get(&r.stage) else {
-            let later = all.iter().any(|s| s.name == r.stage);
+impl<R: Rng> Generator<'_, R> {
+    fn err(&self, line: usize, message: String) -> Diagnostic {
+        Diagnostic::at(self.origin, line, message)
+    }
+
+    /// Inputs, then the mapping override, then per task the length and outputs (l.326-468).
+    fn stage(&mut self, def: &StageDef) -> Result<GenStage, Diagnostic> {
+        let (mut inputs, setup_files) = self.declared_inputs(def)?;
+        if let Some((mapping, line)) = &def.mapping {
+            inputs = self.mapped_inputs(def, mapping, *line, &inputs)?;
+        }
+        let tasks = self.tasks(def, inputs)?;
+        Ok(GenStage {
+            def: def.clone(),
+            tasks,
+            setup_files,
+        })
+    }
+
+    /// The files of `r` over the referenced stage's tasks, in task order.
+    fn files_of(
+        &self,
+        def: &StageDef,
+        r: &FileRef,
+        line: usize,
+        key: &str,
+    ) -> Result<Vec<GenFile>, Diagnostic> {
+        let Some(&si) = self.by_name.get(&r.stage) else {
             let why = if r.stage == def.name {
                 "is this stage; a stage can only read from earlier stages"
-            } else if later {
+            } else if self.all.iter().any(|s| s.name == r.stage) {
                 "comes later in the file; a stage can only read from earlier stages"
             } else {
                 "is not a stage of this file"
             };
-            return Err(err(
+            return Err(self.err(
                 line,
                 format!("`{key}` refers to `{r}`, but stage `{}` {why}", r.stage),
             ));
         };
-        let src = &done[si];
+        let src = &self.done[si];
         let count = match r.kind {
             FileKind::Input => src.tasks.first().map_or(0, |t| t.inputs.len()),
             FileKind::Output => src.def.outputs.len(),
         };
         if r.index > count && !src.tasks.is_empty() {
-            return Err(err(
+            return Err(self.err(
                 line,
                 format!(
                     "`{key}` refers to `{r}`, but the tasks of `{}` have {count} {} file(s)",
@@ -178,114 +205,135 @@ fn stage<R: Rng>(
                 ..f.clone()
             })
             .collect())
-    };
+    }
 
-    let mut inputs: Vec<Vec<GenFile>> = vec![Vec::new(); n];
-    let mut setup_files = Vec::new();
-    for (k, input) in def.inputs.iter().enumerate() {
-        match &input.source {
-            None => {}
-            Some((Source::Filesystem, line)) => {
-                let Some((size, _)) = &input.size else {
-                    return Err(err(
-                        *line,
-                        format!("`Input_{}.Source = filesystem` needs an `Input_{}.Size` line with the file size", k + 1, k + 1),
-                    ));
-                };
-                for (t, list) in inputs.iter_mut().enumerate() {
-                    let size = draw(size, rng, |_| Ok(0.0)).map_err(|m| err(*line, m))?;
-                    let f = GenFile {
-                        name: format!("{}_Input_{k}_{}", def.name, t + 1),
-                        size,
-                        created: true,
-                    };
-                    setup_files.push(f.clone());
-                    list.push(f);
-                }
-            }
-            Some((Source::File(r), line)) => {
-                let key = format!("Input_{}.Source", k + 1);
-                let flist = files_of(r, *line, &key)?;
-                for (t, list) in inputs.iter_mut().enumerate() {
-                    let idx = t * n_blocks;
-                    let Some(f) = flist.get(idx) else {
-                        return Err(err(
+    /// The inputs the `Input_k` blocks declare, and the filesystem files among them.
+    fn declared_inputs(
+        &mut self,
+        def: &StageDef,
+    ) -> Result<(Vec<Vec<GenFile>>, Vec<GenFile>), Diagnostic> {
+        let n = def.num_tasks;
+        let n_blocks = def.inputs.len();
+        let mut inputs: Vec<Vec<GenFile>> = vec![Vec::new(); n];
+        let mut setup_files = Vec::new();
+        for (k, input) in def.inputs.iter().enumerate() {
+            match &input.source {
+                None => {}
+                Some((Source::Filesystem, line)) => {
+                    let Some((size, _)) = &input.size else {
+                        return Err(self.err(
                             *line,
-                            format!(
-                                "task {t} of `{}` reads file {} of `{r}`, which has only {} (the original tool gives task t file t x Input_Files_Each_Task, FORMAT.md §6a); use `Input_Task_Mapping = combination {r} 1` to wrap around",
-                                def.name,
-                                idx + 1,
-                                flist.len()
-                            ),
+                            format!("`Input_{}.Source = filesystem` needs an `Input_{}.Size` line with the file size", k + 1, k + 1),
                         ));
                     };
-                    list.push(f.clone());
+                    for (t, list) in inputs.iter_mut().enumerate() {
+                        let size =
+                            draw(size, self.rng, |_| Ok(0.0)).map_err(|m| self.err(*line, m))?;
+                        let f = GenFile {
+                            name: format!("{}_Input_{k}_{}", def.name, t + 1),
+                            size,
+                            created: true,
+                        };
+                        setup_files.push(f.clone());
+                        list.push(f);
+                    }
+                }
+                Some((Source::File(r), line)) => {
+                    let flist = self.files_of(def, r, *line, &format!("Input_{}.Source", k + 1))?;
+                    // HEAD quirk (FORMAT.md §6a): task t reads file t x N of every source
+                    for (t, list) in inputs.iter_mut().enumerate() {
+                        let idx = t * n_blocks;
+                        let Some(f) = flist.get(idx) else {
+                            return Err(self.err(
+                                *line,
+                                format!(
+                                    "task {t} of `{}` reads file {} of `{r}`, which has only {} (the original tool gives task t file t x Input_Files_Each_Task, FORMAT.md §6a); use `Input_Task_Mapping = combination {r} 1` to wrap around",
+                                    def.name,
+                                    idx + 1,
+                                    flist.len()
+                                ),
+                            ));
+                        };
+                        list.push(f.clone());
+                    }
                 }
             }
         }
-    }
-    let refs = def
-        .inputs
-        .iter()
-        .filter(|i| matches!(i.source, Some((Source::File(_), _))))
-        .count();
-    if refs > 1 && n > 0 {
-        let line = def
+        let refs: Vec<usize> = def
             .inputs
             .iter()
-            .find_map(|i| i.source.as_ref().map(|s| s.1))
-            .unwrap_or(def.line);
-        warnings.push(Diagnostic::at(
-            origin,
-            line,
-            format!(
-                "stage `{}`: each task gets file t x {n_blocks} of every referenced source, as the original tool does (so task 0 reads `{}` for each of its {refs} referenced inputs)",
-                def.name,
-                inputs[0].first().map_or("", |f| f.name.as_str())
-            ),
-        ));
+            .filter_map(|i| match &i.source {
+                Some((Source::File(_), line)) => Some(*line),
+                _ => None,
+            })
+            .collect();
+        if refs.len() > 1 && n > 0 {
+            self.warnings.push(Diagnostic::at(
+                self.origin,
+                refs[0],
+                format!(
+                    "stage `{}`: each task gets file t x {n_blocks} of every referenced source, as the original tool does (so task 0 reads `{}` for each of its {} referenced inputs)",
+                    def.name,
+                    inputs[0].first().map_or("", |f| f.name.as_str()),
+                    refs.len()
+                ),
+            ));
+        }
+        Ok((inputs, setup_files))
     }
-    if let Some((mapping, line)) = &def.mapping {
+
+    /// `Input_Task_Mapping`: replaces every task's whole input list.
+    fn mapped_inputs(
+        &mut self,
+        def: &StageDef,
+        mapping: &Mapping,
+        line: usize,
+        declared: &[Vec<GenFile>],
+    ) -> Result<Vec<Vec<GenFile>>, Diagnostic> {
+        let n = def.num_tasks;
         match mapping {
             Mapping::Combination { from, m } => {
-                let flist = files_of(from, *line, "Input_Task_Mapping")?;
+                let flist = self.files_of(def, from, line, "Input_Task_Mapping")?;
                 if *m > flist.len() {
-                    return Err(err(
-                        *line,
+                    return Err(self.err(
+                        line,
                         format!("`combination {from} {m}`: cannot choose {m} of the {} files of `{from}`", flist.len()),
                     ));
                 }
                 let combos = first_combinations(flist.len(), *m, n);
-                for (t, list) in inputs.iter_mut().enumerate() {
-                    *list = combos[t % combos.len()]
-                        .iter()
-                        .map(|&i| flist[i].clone())
-                        .collect();
-                }
+                Ok((0..n)
+                    .map(|t| {
+                        combos[t % combos.len()]
+                            .iter()
+                            .map(|&i| flist[i].clone())
+                            .collect()
+                    })
+                    .collect())
             }
             Mapping::External { script } => {
                 let mut known: HashMap<&str, &GenFile> = HashMap::new();
-                for s in done {
-                    for t in &s.tasks {
-                        for f in t.inputs.iter().chain(&t.outputs) {
-                            known.insert(f.name.as_str(), f);
-                        }
-                    }
+                let earlier = self
+                    .done
+                    .iter()
+                    .flat_map(|s| &s.tasks)
+                    .flat_map(|t| t.inputs.iter().chain(&t.outputs));
+                for f in earlier.chain(declared.iter().flatten()) {
+                    known.insert(f.name.as_str(), f);
                 }
-                let lines = run_script(script, base_dir).map_err(|m| err(*line, m))?;
+                let lines = run_script(script, self.base_dir).map_err(|m| self.err(line, m))?;
                 let mut mapped = Vec::with_capacity(n);
                 for t in 0..n {
                     let Some(l) = lines.get(t) else {
-                        return Err(err(
-                            *line,
+                        return Err(self.err(
+                            line,
                             format!("mapping script `{script}` printed {} line(s) for the {n} tasks of `{}`", lines.len(), def.name),
                         ));
                     };
                     let mut list = Vec::new();
                     for name in l.split_whitespace() {
                         let f = known.get(name).ok_or_else(|| {
-                            err(
-                                *line,
+                            self.err(
+                                line,
                                 format!("File {name} declared in script {script} does not exist"),
                             )
                         })?;
@@ -296,51 +344,58 @@ fn stage<R: Rng>(
                     }
                     mapped.push(list);
                 }
-                inputs = mapped;
+                Ok(mapped)
             }
         }
     }
-    let mut tasks = Vec::with_capacity(n);
-    for (t, ins) in inputs.into_iter().enumerate() {
-        let (spec, line) = &def.length;
-        let length = draw(spec, rng, |src| match src {
-            PolySrc::Input(k) => ins.get(k - 1).map(|f| f.size.num).ok_or_else(|| {
-                format!(
-                    "`Task_Length` depends on `Input_{k}` but task {t} of `{}` has {} input(s)",
-                    def.name,
-                    ins.len()
-                )
-            }),
-            PolySrc::Length => Err("`Task_Length` cannot depend on itself".into()),
-        })
-        .map_err(|m| err(*line, m))?;
-        let mut outs = Vec::with_capacity(def.outputs.len());
-        for (o, (spec, line)) in def.outputs.iter().enumerate() {
-            let size = draw(spec, rng, |src| match src {
-                PolySrc::Input(k) => ins.get(k - 1).map(|f| f.size.num).ok_or_else(|| {
-                    format!("`Output_{}.Size` depends on `Input_{k}` but task {t} of `{}` has {} input(s)", o + 1, def.name, ins.len())
-                }),
-                PolySrc::Length => Ok(length.num),
+
+    /// Per task: the length (may depend on an input size), then the outputs (may depend on
+    /// an input size or the length).
+    fn tasks(
+        &mut self,
+        def: &StageDef,
+        inputs: Vec<Vec<GenFile>>,
+    ) -> Result<Vec<GenTask>, Diagnostic> {
+        let mut tasks = Vec::with_capacity(inputs.len());
+        for (t, ins) in inputs.into_iter().enumerate() {
+            let input_size = |what: &str, k: usize| {
+                ins.get(k - 1).map(|f| f.size.num).ok_or_else(|| {
+                    format!(
+                        "`{what}` depends on `Input_{k}` but task {t} of `{}` has {} input(s)",
+                        def.name,
+                        ins.len()
+                    )
+                })
+            };
+            let (spec, line) = &def.length;
+            let length = draw(spec, self.rng, |src| match src {
+                PolySrc::Input(k) => input_size("Task_Length", k),
+                PolySrc::Length => Err("`Task_Length` cannot depend on itself".into()),
             })
-            .map_err(|m| err(*line, m))?;
-            outs.push(GenFile {
-                name: format!("{}_Output_{o}_{}", def.name, t + 1),
-                size,
-                created: false,
+            .map_err(|m| self.err(*line, m))?;
+            let mut outputs = Vec::with_capacity(def.outputs.len());
+            for (o, (spec, line)) in def.outputs.iter().enumerate() {
+                let key = format!("Output_{}.Size", o + 1);
+                let size = draw(spec, self.rng, |src| match src {
+                    PolySrc::Input(k) => input_size(&key, k),
+                    PolySrc::Length => Ok(length.num),
+                })
+                .map_err(|m| self.err(*line, m))?;
+                outputs.push(GenFile {
+                    name: format!("{}_Output_{o}_{}", def.name, t + 1),
+                    size,
+                    created: false,
+                });
+            }
+            tasks.push(GenTask {
+                id: format!("{}_{t}", def.name),
+                length,
+                inputs: ins,
+                outputs,
             });
         }
-        tasks.push(GenTask {
-            id: format!("{}_{t}", def.name),
-            length,
-            inputs: ins,
-            outputs: outs,
-        });
+        Ok(tasks)
     }
-    Ok(GenStage {
-        def: def.clone(),
-        tasks,
-        setup_files,
-    })
 }
 
 /// Runs an `external` mapping script (through `sh -c`, as `getstatusoutput` does) and
