@@ -8,4 +8,5 @@ pub mod driver;
 pub mod pilots;
 pub mod progress;
 pub mod services;
+pub mod skeleton;
 pub mod workflow;

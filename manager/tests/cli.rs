@@ -191,3 +191,46 @@ fn submit_refuses_embedded_mode_with_the_fix() {
         .code(2)
         .stderr(predicate::str::contains("--amqp-url and --redis-url"));
 }
+
+#[test]
+fn the_aimes_skeleton_of_2048_tasks_runs_embedded_with_the_synthetic_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = emanager(dir.path())
+        .args([
+            "run",
+            "--json",
+            "--sleep",
+            "--time-scale",
+            "0.00001",
+            "--seed",
+            "3",
+        ])
+        .arg(repo().join("manager/tests/data/skeletons/aimes-swift/skeleton.conf"))
+        .timeout(std::time::Duration::from_secs(300))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["counts"]["total"], 2048);
+    assert_eq!(v["counts"]["done"], 2048);
+}
+
+#[test]
+fn skeleton_converts_to_a_workflow_that_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pipeline.workflow.toml");
+    emanager(dir.path())
+        .args(["skeleton", "--seed", "7", "--out"])
+        .arg(&out)
+        .arg(repo().join("examples/skeletons/pipeline.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("tasks"));
+    emanager(dir.path())
+        .arg("validate")
+        .arg(&out)
+        .assert()
+        .success();
+}

@@ -79,6 +79,13 @@ pub enum Command {
     List(read::ListArgs),
     Report(read::ReportArgs),
     Validate(read::ValidateArgs),
+    /// Generate a concrete workflow from a skeleton (EManager's TOML skeletons or the
+    /// original Application Skeleton `.input` format).
+    ///
+    /// Example:
+    ///   emanager skeleton examples/skeletons/pipeline.toml --seed 7 --out pipeline.workflow.toml
+    #[command(verbatim_doc_comment)]
+    Skeleton(crate::skeleton::SkeletonArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -115,6 +122,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::List(a) => read::list(&g, a).await,
         Command::Report(a) => read::report(&g, a).await,
         Command::Validate(a) => read::validate(&g, a).await,
+        Command::Skeleton(a) => crate::skeleton::run(&a).map(|_| exit::OK).input(),
     }
 }
 

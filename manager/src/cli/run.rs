@@ -29,6 +29,22 @@ pub struct RunArgs {
     /// Cores each pilot declares (default: this host's cores).
     #[arg(long)]
     pub cores_per_pilot: Option<u32>,
+    #[command(flatten)]
+    pub skeleton: SkeletonRunArgs,
+}
+
+/// Options that apply when the workflow file is a skeleton.
+#[derive(clap::Args, Debug, Default)]
+pub struct SkeletonRunArgs {
+    /// Seed for a skeleton's random task lengths and sizes.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Synthetic tasks sleep instead of burning CPU.
+    #[arg(long)]
+    pub sleep: bool,
+    /// Multiply a skeleton's task lengths by this factor.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 /// Start a campaign in the background and print its id (distributed mode).
@@ -43,6 +59,8 @@ pub struct SubmitArgs {
     pub pilots: Option<u32>,
     #[arg(long)]
     pub cores_per_pilot: Option<u32>,
+    #[command(flatten)]
+    pub skeleton: SkeletonRunArgs,
 }
 
 /// Continue a campaign whose manager stopped (killed, interrupted, machine rebooted).
@@ -55,12 +73,34 @@ pub struct ResumeArgs {
     pub campaign: CampaignId,
 }
 
-/// Reads and validates a workflow file; invalid input is an input error (exit 2).
-pub fn load_workflow(path: &Path, json: bool) -> Result<(Workflow, String, Format), CliError> {
-    let source = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the workflow file {}", path.display()))
-        .input()?;
-    let format = Format::from_path(path);
+/// Reads and validates a workflow file, or generates one from a skeleton; invalid input is
+/// an input error (exit 2). The text returned is what the campaign records for `resume`.
+pub fn load_workflow(
+    path: &Path,
+    json: bool,
+    skel: &SkeletonRunArgs,
+) -> Result<(Workflow, String, Format), CliError> {
+    let (source, format) = if crate::skeleton::is_skeleton_file(path) {
+        use crate::skeleton::writer::{render, OutFormat, StageMode};
+        let opts = crate::skeleton::SkeletonOptions {
+            sleep: skel.sleep,
+            time_scale: skel.time_scale,
+            ..Default::default()
+        };
+        let g = crate::skeleton::generate(path, skel.seed, &opts).input()?;
+        for w in &g.warnings {
+            eprintln!("warning: {w}");
+        }
+        (
+            render(&g.built, OutFormat::Toml, StageMode::Tags).input()?,
+            Format::Toml,
+        )
+    } else {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the workflow file {}", path.display()))
+            .input()?;
+        (text, Format::from_path(path))
+    };
     match workflow::parse_str(&source, format, &path.display().to_string()) {
         Ok(wf) => Ok((wf, source, format)),
         Err(errors) => {
@@ -120,7 +160,7 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
     if g.print_config {
         return print_config(&cfg);
     }
-    let (wf, source, format) = load_workflow(&a.workflow, g.json)?;
+    let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     let opts = options(&cfg);
@@ -204,7 +244,7 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
             ),
         });
     }
-    let (wf, source, format) = load_workflow(&a.workflow, g.json)?;
+    let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     campaign::create(

@@ -1,0 +1,16 @@
+//! `emanager-synth`: the synthetic task program of skeleton workflows.
+
+use clap::Parser;
+use emanager::skeleton::synth::{run, SynthArgs};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = SynthArgs::parse();
+    match run(&args) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("emanager-synth: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
