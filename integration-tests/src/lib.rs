@@ -77,20 +77,13 @@ impl Campaign {
         let wf = workflow::parse_str(toml, Format::Toml, "test.toml").expect("valid workflow");
         let workdir = tempfile::tempdir().expect("tempdir");
         let opts = CampaignOptions {
-            pilots: (0..pilots)
-                .map(|_| PilotRequest {
-                    resource: "local".into(),
-                    cores,
-                    gpus: 0,
-                    mem_mb: 0,
-                    walltime_s: None,
-                })
-                .collect(),
+            pilots: (0..pilots).map(|_| PilotRequest::local(cores)).collect(),
             lookahead_s: 2.0,
             heartbeat_ms: 500,
             workdir: workdir.path().to_path_buf(),
             max_pilot_replacements: 0,
             pilot_start_timeout_s: 60,
+            catalog_toml: None,
         };
         let id = CampaignId::random();
         campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)

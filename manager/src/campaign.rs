@@ -14,7 +14,14 @@ use std::path::PathBuf;
 pub struct PilotRequest {
     /// `local` (a process on this host) or a catalog resource.
     pub resource: String,
+    /// Cores of the pilot (per node for batch pilots: the catalog's cores per node).
     pub cores: u32,
+    /// Nodes of a batch pilot.
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// Queue/partition of a batch pilot (default: the resource's default queue).
+    #[serde(default)]
+    pub queue: Option<String>,
     #[serde(default)]
     pub gpus: u32,
     #[serde(default)]
@@ -22,6 +29,54 @@ pub struct PilotRequest {
     /// Allocation length; `None` for local pilots without a limit.
     #[serde(default)]
     pub walltime_s: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl PilotRequest {
+    /// A pilot process on this host.
+    pub fn local(cores: u32) -> Self {
+        PilotRequest {
+            resource: "local".into(),
+            cores,
+            nodes: 1,
+            queue: None,
+            gpus: 0,
+            mem_mb: 0,
+            walltime_s: None,
+        }
+    }
+
+    /// Parses `RESOURCE:NODES:WALLTIME` (walltime as seconds, `MM:SS` or `HH:MM:SS`), with an
+    /// optional `@QUEUE` after the resource, e.g. `frontier@batch:4:02:00:00`.
+    pub fn parse_spec(spec: &str) -> Result<(String, Option<String>, u32, u64), String> {
+        let usage = || {
+            format!(
+                "`{spec}` is not RESOURCE[@QUEUE]:NODES:WALLTIME (e.g. localhost-slurm:1:00:10:00)"
+            )
+        };
+        let mut parts = spec.splitn(3, ':');
+        let res = parts.next().filter(|s| !s.is_empty()).ok_or_else(usage)?;
+        let nodes: u32 = parts
+            .next()
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(usage)?;
+        let wall = parts.next().ok_or_else(usage)?;
+        let secs = wall
+            .split(':')
+            .try_fold(0u64, |acc, f| f.parse::<u64>().map(|v| acc * 60 + v))
+            .ok()
+            .filter(|s| *s > 0 && wall.split(':').count() <= 3)
+            .ok_or_else(usage)?;
+        let (resource, queue) = match res.split_once('@') {
+            Some((r, q)) => (r.to_string(), Some(q.to_string())),
+            None => (res.to_string(), None),
+        };
+        Ok((resource, queue, nodes, secs))
+    }
 }
 
 /// How the manager runs a campaign; stored with it so `resume` behaves the same.
@@ -34,25 +89,24 @@ pub struct CampaignOptions {
     pub workdir: PathBuf,
     /// Pilots started to replace failed ones while work remains.
     pub max_pilot_replacements: u32,
-    /// A pilot that has not registered after this long is FAILED.
+    /// A pilot that has not registered after this long is FAILED (batch pilots may wait
+    /// in their queue longer: this counts from the start of their job).
     pub pilot_start_timeout_s: u64,
+    /// The resource catalog (TOML text) batch pilots are submitted with.
+    #[serde(default)]
+    pub catalog_toml: Option<String>,
 }
 
 impl Default for CampaignOptions {
     fn default() -> Self {
         CampaignOptions {
-            pilots: vec![PilotRequest {
-                resource: "local".into(),
-                cores: pilot_agent::discovery::local_cores(),
-                gpus: 0,
-                mem_mb: 0,
-                walltime_s: None,
-            }],
+            pilots: vec![PilotRequest::local(pilot_agent::discovery::local_cores())],
             lookahead_s: 2.0,
             heartbeat_ms: 1000,
             workdir: PathBuf::from("emanager-runs"),
             max_pilot_replacements: 2,
             pilot_start_timeout_s: 60,
+            catalog_toml: None,
         }
     }
 }
@@ -126,4 +180,29 @@ pub async fn load(
     let opts: CampaignOptions = serde_json::from_str(&meta.options_json)
         .with_context(|| format!("campaign {id} has unreadable options"))?;
     Ok((meta, wf, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pilot_specs_parse_with_walltimes_in_every_form() {
+        assert_eq!(
+            PilotRequest::parse_spec("localhost-slurm:1:00:10:00"),
+            Ok(("localhost-slurm".into(), None, 1, 600))
+        );
+        assert_eq!(
+            PilotRequest::parse_spec("frontier@batch:4:3600"),
+            Ok(("frontier".into(), Some("batch".into()), 4, 3600))
+        );
+        assert_eq!(
+            PilotRequest::parse_spec("x:2:01:30"),
+            Ok(("x".into(), None, 2, 90))
+        );
+        for bad in ["x", "x:0:10", "x:1:", ":1:10", "x:1:1:2:3:4", "x:a:10"] {
+            let e = PilotRequest::parse_spec(bad).unwrap_err();
+            assert!(e.contains("RESOURCE[@QUEUE]:NODES:WALLTIME"), "{bad}: {e}");
+        }
+    }
 }

@@ -120,19 +120,14 @@ pub fn load_workflow(
 fn options(cfg: &Config) -> CampaignOptions {
     CampaignOptions {
         pilots: (0..cfg.pilots)
-            .map(|_| PilotRequest {
-                resource: "local".into(),
-                cores: cfg.cores_per_pilot,
-                gpus: 0,
-                mem_mb: 0,
-                walltime_s: None,
-            })
+            .map(|_| PilotRequest::local(cfg.cores_per_pilot))
             .collect(),
         lookahead_s: cfg.lookahead_s,
         heartbeat_ms: cfg.heartbeat_ms,
         workdir: cfg.workdir.clone(),
         max_pilot_replacements: cfg.max_pilot_replacements,
         pilot_start_timeout_s: cfg.pilot_start_timeout_s,
+        catalog_toml: None,
     }
 }
 
