@@ -3,9 +3,12 @@
 //! flowing into pilots as they leave their queues. The chosen plan's reported TTC comes from
 //! the simulator, not from here.
 
-use super::summary::{self, Shape, WorkflowSummary};
+use super::summary::{self, Prepared, Shape, WorkflowSummary};
 use super::{PlanError, ResourceOffer};
 use pilot_agent::scheduler::{NodeSpec, Scheduler};
+
+/// Added to the fluid TTC of a set of pilots that cannot finish the work in their walltimes.
+pub(crate) const INFEASIBLE_S: f64 = 1e9;
 
 /// How one task shape fits one resource.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,8 +36,12 @@ pub(crate) struct Profile {
 }
 
 impl Profile {
-    pub fn new(summary: &WorkflowSummary, offers: &[ResourceOffer]) -> Result<Profile, PlanError> {
-        let (shapes, of_task) = summary::shapes(&summary.tasks);
+    pub fn new(
+        summary: &WorkflowSummary,
+        prep: &Prepared,
+        offers: &[ResourceOffer],
+    ) -> Result<Profile, PlanError> {
+        let (shapes, of_task) = (prep.shapes.clone(), &prep.shape_of);
         let fit: Vec<Vec<Fit>> = offers
             .iter()
             .map(|o| shapes.iter().map(|s| fit_of(o, s)).collect())
@@ -61,7 +68,7 @@ impl Profile {
                     .sum()
             })
             .collect();
-        let levels = summary::levels(&summary.tasks)?;
+        let levels = summary::levels_with(&summary.tasks, &prep.children)?;
         let nlev = summary.stage_widths.len().max(1);
         let mut level_profile = vec![(0.0f64, 0.0f64); nlev];
         let mut level_cores = vec![vec![0.0f64; nlev]; offers.len()];
@@ -130,8 +137,15 @@ impl Profile {
             .iter()
             .map(|p| p.start_s + p.walltime_s)
             .fold(0.0, f64::max);
-        if pilots.is_empty() || done_by(horizon) < 1.0 - 1e-9 {
+        if pilots.is_empty() {
             return f64::INFINITY;
+        }
+        let all_speed: f64 = speed.iter().sum();
+        let done = done_by(horizon);
+        if done < 1.0 - 1e-9 {
+            // Infeasible: rank by when the rest would be done if the pilots ran on, so that
+            // adding capacity still shows as progress.
+            return INFEASIBLE_S + horizon + (1.0 - done) / all_speed;
         }
         let (mut lo, mut hi) = (0.0, horizon);
         for _ in 0..60 {
@@ -142,7 +156,6 @@ impl Profile {
                 lo = mid;
             }
         }
-        let all_speed: f64 = speed.iter().sum();
         let first = pilots
             .iter()
             .map(|p| p.start_s)

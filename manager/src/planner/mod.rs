@@ -175,7 +175,8 @@ pub fn plan(
     if offers.is_empty() {
         return Err(PlanError::NoResources);
     }
-    let profile = estimate::Profile::new(summary, offers)?;
+    let prep = summary::Prepared::new(&summary.tasks);
+    let profile = estimate::Profile::new(summary, &prep, offers)?;
     let (pilots, sized_by_search) = match strategy {
         Strategy::Aimes { late_binding } => (
             aimes::pilots(summary, offers, &profile, late_binding)?,
@@ -189,7 +190,14 @@ pub fn plan(
         max_cost,
     } = strategy
     else {
-        return Ok(finish(strategy, pilots, summary, offers, sized_by_search));
+        return Ok(finish(
+            strategy,
+            pilots,
+            summary,
+            &prep,
+            offers,
+            sized_by_search,
+        ));
     };
     // The search checks the caps with its own walltimes; the final ones come from the
     // simulator. Search again under a tighter cap while they disagree.
@@ -208,7 +216,7 @@ pub fn plan(
             cost: caps.1 * scale,
         };
         let pilots = search::pilots(offers, &profile, Some(budget))?;
-        let plan = finish(strategy, pilots, summary, offers, true);
+        let plan = finish(strategy, pilots, summary, &prep, offers, true);
         let cost = plan.cost(offers);
         if plan.core_hours_requested <= caps.0 && cost <= caps.1 {
             return Ok(plan);
@@ -225,67 +233,58 @@ pub fn plan(
 }
 
 /// Completes a plan: predicted TTC and idle core-hours from a simulation in which every
-/// pilot starts at its predicted wait. When the search sized the pilots, their walltimes are
-/// re-sized from a simulation with the queues' maximum walltimes (the time from the pilot's
-/// start to the simulated end, times 1.1, plus 600 s), then grown by a quarter until the
-/// simulation finishes every task: the search's fluid model does not see waves or that a
-/// walltime-aware agent refuses tasks longer than the time it has left. Pilots that would
-/// start after the simulated end are dropped.
+/// pilot starts at its predicted wait.
+///
+/// When the search sized the pilots (`resize`), that simulation runs with the queues' maximum
+/// walltimes, and each pilot's walltime is then cut to the end of the last task it ran, times
+/// 1.1, plus 600 s; pilots that ran nothing are dropped. Cutting changes no decision of that
+/// run (a walltime-aware agent took each task only if it would end before the walltime, and
+/// every task it took still does), so the simulated TTC stands for the cut plan.
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
     summary: &WorkflowSummary,
+    prep: &summary::Prepared,
     offers: &[ResourceOffer],
     resize: bool,
 ) -> Plan {
     let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
-    let max_wall = |p: &PlannedPilot| {
-        offer_of(p)
-            .and_then(|o| o.queue(&p.queue))
-            .map_or(p.walltime_s, |q| q.max_walltime_s)
-    };
-    let run = |pilots: &[PlannedPilot]| {
-        let plan = Plan {
-            strategy,
-            pilots: pilots.to_vec(),
-            predicted_ttc_s: 0.0,
-            core_hours_requested: 0.0,
-            expected_idle_core_hours: 0.0,
-        };
-        sim::simulate_with(&plan, summary, offers, &SimOptions::expected())
-    };
-    let mut result = run(&pilots);
     if resize {
-        let mut longest = pilots.clone();
-        for p in &mut longest {
-            p.walltime_s = max_wall(p);
-        }
-        let full = run(&longest);
-        if full.unfinished_tasks == 0 {
-            let sized: Vec<PlannedPilot> = longest
-                .into_iter()
-                .filter(|p| p.predicted_wait_s < full.ttc_s)
-                .map(|mut p| {
-                    let need = (full.ttc_s - p.predicted_wait_s) * 1.1 + 600.0;
-                    p.walltime_s = need.ceil().min(max_wall(&p));
-                    p
-                })
-                .collect();
-            pilots = sized;
-            result = run(&pilots);
-            for _ in 0..6 {
-                if result.unfinished_tasks == 0 {
-                    break;
-                }
-                for p in &mut pilots {
-                    p.walltime_s = (p.walltime_s * 1.25).ceil().min(max_wall(p));
-                }
-                result = run(&pilots);
+        for p in &mut pilots {
+            if let Some(q) = offer_of(p).and_then(|o| o.queue(&p.queue)) {
+                p.walltime_s = q.max_walltime_s;
             }
-        } else if result.unfinished_tasks > 0 {
-            (pilots, result) = (longest, full);
         }
     }
+    let draft = Plan {
+        strategy,
+        pilots,
+        predicted_ttc_s: 0.0,
+        core_hours_requested: 0.0,
+        expected_idle_core_hours: 0.0,
+    };
+    let result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
+    let mut pilots = draft.pilots;
+    if resize && result.unfinished_tasks == 0 {
+        pilots = pilots
+            .into_iter()
+            .zip(&result.per_pilot_last_end)
+            .filter_map(|(mut p, last)| {
+                let ran = last.map(|end| end - p.predicted_wait_s)?;
+                p.walltime_s = (ran * 1.1 + 600.0).ceil().min(p.walltime_s).max(ran);
+                Some(p)
+            })
+            .collect();
+    }
+    let held_core_s: f64 = pilots
+        .iter()
+        .map(|p| {
+            let cores =
+                offer_of(p).map_or(0.0, |o| f64::from(p.nodes) * f64::from(o.cores_per_node));
+            let until = (p.predicted_wait_s + p.walltime_s).min(result.ttc_s);
+            cores * (until - p.predicted_wait_s).max(0.0)
+        })
+        .sum();
     Plan {
         strategy,
         core_hours_requested: pilots
@@ -294,6 +293,6 @@ fn finish(
             .sum(),
         pilots,
         predicted_ttc_s: result.ttc_s,
-        expected_idle_core_hours: result.idle_core_hours,
+        expected_idle_core_hours: (held_core_s / 3600.0 - result.busy_core_hours).max(0.0),
     }
 }

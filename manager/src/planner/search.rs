@@ -2,7 +2,7 @@
 //! the pilot cutting the predicted TTC most, stops when the gain is small, then shrinks each
 //! pilot to the fewest core-hours that keep the TTC within 2 %.
 
-use super::estimate::{Candidate, Profile};
+use super::estimate::{Candidate, Profile, INFEASIBLE_S};
 use super::{pilot_core_hours, PlanError, PlannedPilot, ResourceOffer};
 
 /// A pilot is added only if it cuts the predicted TTC by at least this share ...
@@ -89,6 +89,9 @@ pub(crate) fn pilots(
             None => true,
             Some(cur) => {
                 best.uncovered < cur.uncovered
+                    || (best.uncovered == cur.uncovered
+                        && cur.ttc_s >= INFEASIBLE_S
+                        && best.ttc_s < cur.ttc_s)
                     || (best.uncovered == cur.uncovered
                         && best.ttc_s < cur.ttc_s * (1.0 - MIN_GAIN_SHARE)
                         && cur.ttc_s - best.ttc_s > MIN_GAIN_S)
@@ -195,7 +198,7 @@ fn evaluate(offers: &[ResourceOffer], profile: &Profile, set: &[Choice]) -> Eval
         .map(|(c, cand)| {
             let longest = profile.longest_fitting(c.offer, c.nodes, max_wall(c));
             let need = (rough - cand.start_s).max(longest) * WALLTIME_FACTOR + WALLTIME_MARGIN_S;
-            if need.is_finite() {
+            if rough < INFEASIBLE_S {
                 need.min(max_wall(c)).ceil()
             } else {
                 max_wall(c)

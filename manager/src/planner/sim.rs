@@ -3,7 +3,7 @@
 //! whichever active pilot has room and enough walltime left); a pilot that reaches its
 //! walltime or fails gives its unfinished tasks back to be rebound. Deterministic for a seed.
 
-use super::summary::{self, Shape, WorkflowSummary};
+use super::summary::{Children, Prepared, Shape, WorkflowSummary};
 use super::wait::WaitDistribution;
 use super::{Plan, ResourceOffer};
 use pilot_agent::scheduler::{NodeSpec, Scheduler, Slots};
@@ -61,6 +61,10 @@ pub struct SimResult {
     pub ttc_s: f64,
     /// When each pilot (in plan order) left its queue.
     pub per_pilot_start: Vec<f64>,
+    /// When the last task bound to each pilot was due to end (`None`: it ran nothing).
+    pub per_pilot_last_end: Vec<Option<f64>>,
+    /// Core-seconds spent running tasks, in hours.
+    pub busy_core_hours: f64,
     /// Busy core-seconds / core-seconds held by started pilots until the campaign ended.
     pub utilisation: f64,
     pub idle_core_hours: f64,
@@ -106,16 +110,17 @@ struct Pilot {
     /// `can_run[shape]`: the shape ever fits this pilot's nodes.
     can_run: Vec<bool>,
     batches: Vec<usize>,
+    last_end_s: Option<f64>,
 }
 
-struct Sim {
+struct Sim<'a> {
     shapes: Vec<Shape>,
-    shape_of: Vec<u32>,
+    shape_of: &'a [u32],
     /// Shapes, longest estimate first.
     order: Vec<usize>,
     ready: Vec<Vec<u32>>,
     missing: Vec<u32>,
-    children: summary::Children,
+    children: &'a Children,
     pilots: Vec<Pilot>,
     batches: Vec<Option<Batch>>,
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
@@ -132,8 +137,20 @@ pub fn simulate_with(
     offers: &[ResourceOffer],
     opts: &SimOptions,
 ) -> SimResult {
+    let prep = Prepared::new(&summary.tasks);
+    simulate_prepared(plan, summary, &prep, offers, opts)
+}
+
+/// [`simulate_with`] over shapes and child lists computed once by the caller.
+pub(crate) fn simulate_prepared(
+    plan: &Plan,
+    summary: &WorkflowSummary,
+    prep: &Prepared,
+    offers: &[ResourceOffer],
+    opts: &SimOptions,
+) -> SimResult {
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let (shapes, shape_of) = summary::shapes(&summary.tasks);
+    let (shapes, shape_of) = (prep.shapes.clone(), &prep.shape_of);
     let mut order: Vec<usize> = (0..shapes.len()).collect();
     order.sort_by(|&a, &b| shapes[b].est_s.total_cmp(&shapes[a].est_s));
     let mut sim = Sim {
@@ -143,7 +160,7 @@ pub fn simulate_with(
             .iter()
             .map(|t| t.depends_on.len() as u32)
             .collect(),
-        children: summary::children(&summary.tasks),
+        children: &prep.children,
         pilots: Vec::with_capacity(plan.pilots.len()),
         batches: Vec::new(),
         events: BinaryHeap::new(),
@@ -211,6 +228,7 @@ pub fn simulate_with(
             walltime_end_s: walltime_end,
             can_run,
             batches: Vec::new(),
+            last_end_s: None,
         });
         sim.push(wait, Event::PilotStart(pi));
         sim.push(end, Event::PilotEnd(pi));
@@ -249,6 +267,8 @@ pub fn simulate_with(
     SimResult {
         ttc_s,
         per_pilot_start: sim.pilots.iter().map(|p| p.start_s).collect(),
+        per_pilot_last_end: sim.pilots.iter().map(|p| p.last_end_s).collect(),
+        busy_core_hours: sim.busy_core_s / 3600.0,
         utilisation: if held_core_s > 0.0 {
             (sim.busy_core_s / held_core_s).min(1.0)
         } else {
@@ -261,7 +281,7 @@ pub fn simulate_with(
     }
 }
 
-impl Sim {
+impl Sim<'_> {
     fn push(&mut self, at: f64, ev: Event) {
         self.seq += 1;
         self.events
@@ -301,7 +321,9 @@ impl Sim {
                 est_s,
                 tasks,
             }));
-            self.pilots[p].batches.push(id);
+            let pilot = &mut self.pilots[p];
+            pilot.batches.push(id);
+            pilot.last_end_s = Some(pilot.last_end_s.unwrap_or(0.0).max(now + est_s));
             self.push(now + est_s, Event::BatchDone(id));
             if self.pilots[p].sched.free_cores() == 0 {
                 break;

@@ -147,9 +147,12 @@ pub(crate) struct Levels {
 }
 
 pub(crate) fn levels(tasks: &[TaskShape]) -> Result<Levels, PlanError> {
+    levels_with(tasks, &children(tasks))
+}
+
+pub(crate) fn levels_with(tasks: &[TaskShape], children: &Children) -> Result<Levels, PlanError> {
     let n = tasks.len();
     let mut missing: Vec<u32> = tasks.iter().map(|t| t.depends_on.len() as u32).collect();
-    let children = children(tasks);
     let mut level = vec![0u32; n];
     let mut order: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
     let mut next = 0;
@@ -169,6 +172,24 @@ pub(crate) fn levels(tasks: &[TaskShape]) -> Result<Levels, PlanError> {
         return Err(PlanError::Cycle { task });
     }
     Ok(Levels { order, level })
+}
+
+/// What the estimator and the simulator derive from the tasks, computed once per `plan`.
+pub(crate) struct Prepared {
+    pub shapes: Vec<Shape>,
+    pub shape_of: Vec<u32>,
+    pub children: Children,
+}
+
+impl Prepared {
+    pub fn new(tasks: &[TaskShape]) -> Prepared {
+        let (shapes, shape_of) = shapes(tasks);
+        Prepared {
+            shapes,
+            shape_of,
+            children: children(tasks),
+        }
+    }
 }
 
 /// Child lists of every task in one flat array (compressed rows).
@@ -216,7 +237,7 @@ pub(crate) struct Shape {
 
 /// Interns the tasks' shapes: the distinct shapes and, per task, the index of its shape.
 pub(crate) fn shapes(tasks: &[TaskShape]) -> (Vec<Shape>, Vec<u32>) {
-    let mut index: HashMap<(u32, u32, u64, u32, bool, u64), u32> = HashMap::new();
+    let mut index: HashMap<(u32, u32, u64, u32, bool, u64), u32, BuildFnv> = HashMap::default();
     let mut shapes: Vec<Shape> = Vec::new();
     let of_task = tasks
         .iter()
@@ -245,3 +266,28 @@ pub(crate) fn shapes(tasks: &[TaskShape]) -> (Vec<Shape>, Vec<u32>) {
         .collect();
     (shapes, of_task)
 }
+
+/// FNV-1a: shape keys are a few small integers, so SipHash's DoS resistance buys nothing and
+/// costs a third of the summary time at a million tasks.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub(crate) type BuildFnv = std::hash::BuildHasherDefault<Fnv>;
