@@ -15,7 +15,7 @@ pub mod wait;
 #[cfg(test)]
 mod tests;
 
-pub use sim::{simulate, simulate_with, SimOptions, SimResult};
+pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
 pub use summary::{TaskShape, WorkflowSummary};
 
 use thiserror::Error;
@@ -190,14 +190,8 @@ pub fn plan(
         max_cost,
     } = strategy
     else {
-        return Ok(finish(
-            strategy,
-            pilots,
-            summary,
-            &prep,
-            offers,
-            sized_by_search,
-        ));
+        let mut plans = finish(strategy, pilots, summary, &prep, offers, sized_by_search);
+        return Ok(plans.swap_remove(0));
     };
     // The search checks the caps with its own walltimes; the final ones come from the
     // simulator. Search again under a tighter cap while they disagree.
@@ -216,11 +210,13 @@ pub fn plan(
             cost: caps.1 * scale,
         };
         let pilots = search::pilots(offers, &profile, Some(budget))?;
-        let plan = finish(strategy, pilots, summary, &prep, offers, true);
-        let cost = plan.cost(offers);
-        if plan.core_hours_requested <= caps.0 && cost <= caps.1 {
-            return Ok(plan);
+        let plans = finish(strategy, pilots, summary, &prep, offers, true);
+        let within = |p: &Plan| p.core_hours_requested <= caps.0 && p.cost(offers) <= caps.1;
+        if let Some(plan) = plans.iter().find(|p| within(p)) {
+            return Ok(plan.clone());
         }
+        let plan = plans.last().expect("finish returns a plan");
+        let cost = plan.cost(offers);
         scale *= (caps.0 / plan.core_hours_requested)
             .min(caps.1 / cost)
             .clamp(0.5, 0.95);
@@ -232,14 +228,25 @@ pub fn plan(
     Err(last)
 }
 
+/// How walltimes of searched plans are cut.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sizing {
+    /// Margin for other pilots starting late (ttc).
+    Robust,
+    /// Only the simulated need plus 10 % and 600 s (budget, when robust is over the cap).
+    Tight,
+}
+
 /// Completes a plan: predicted TTC and idle core-hours from a simulation in which every
 /// pilot starts at its predicted wait.
 ///
-/// When the search sized the pilots (`resize`), that simulation runs with the queues' maximum
-/// walltimes, and each pilot's walltime is then cut to the end of the last task it ran, times
-/// 1.1, plus 600 s; pilots that ran nothing are dropped. Cutting changes no decision of that
-/// run (a walltime-aware agent took each task only if it would end before the walltime, and
-/// every task it took still does), so the simulated TTC stands for the cut plan.
+/// When the search sized the pilots (`resize`), that simulation runs with the
+/// queues' maximum walltimes, and each pilot's walltime is then cut to the end of the last
+/// task it ran, times 1.1, plus 600 s; pilots that ran nothing are dropped. Cutting changes no
+/// decision of that run (a walltime-aware agent took each task only if it would end before
+/// the walltime, and every task it took still does), so the simulated TTC stands for the cut
+/// plan. `Sizing::Robust` adds, per pilot, the largest lateness (p90 minus prediction) of the
+/// other pilots: when they start late, this one has to run their share.
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
@@ -247,7 +254,7 @@ fn finish(
     prep: &summary::Prepared,
     offers: &[ResourceOffer],
     resize: bool,
-) -> Plan {
+) -> Vec<Plan> {
     let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
     if resize {
         for p in &mut pilots {
@@ -264,18 +271,70 @@ fn finish(
         expected_idle_core_hours: 0.0,
     };
     let result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
-    let mut pilots = draft.pilots;
-    if resize && result.unfinished_tasks == 0 {
-        pilots = pilots
-            .into_iter()
-            .zip(&result.per_pilot_last_end)
-            .filter_map(|(mut p, last)| {
-                let ran = last.map(|end| end - p.predicted_wait_s)?;
-                p.walltime_s = (ran * 1.1 + 600.0).ceil().min(p.walltime_s).max(ran);
-                Some(p)
-            })
-            .collect();
+    if !resize || result.unfinished_tasks > 0 {
+        return vec![complete(strategy, draft.pilots, &result, offers)];
     }
+    [Sizing::Robust, Sizing::Tight]
+        .into_iter()
+        .map(|sizing| {
+            let pilots = cut_walltimes(&draft.pilots, &result, offers, sizing);
+            complete(strategy, pilots, &result, offers)
+        })
+        .collect()
+}
+
+/// Walltimes cut to the simulated need (see [`finish`]); pilots that ran nothing dropped.
+fn cut_walltimes(
+    pilots: &[PlannedPilot],
+    result: &SimResult,
+    offers: &[ResourceOffer],
+    sizing: Sizing,
+) -> Vec<PlannedPilot> {
+    let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
+    // How much later than predicted each pilot may start (p90 of its sampled wait).
+    let lateness: Vec<f64> = pilots
+        .iter()
+        .zip(&result.per_pilot_last_end)
+        .map(|(p, last)| match (last, offer_of(p)) {
+            (Some(_), Some(o)) if o.queue_wait.p50_s > 0.0 => {
+                p.predicted_wait_s * (o.queue_wait.p90_s / o.queue_wait.p50_s - 1.0).max(0.0)
+            }
+            _ => 0.0,
+        })
+        .collect();
+    pilots
+        .iter()
+        .enumerate()
+        .zip(&result.per_pilot_last_end)
+        .filter_map(|((i, p), last)| {
+            let ran = last.map(|end| end - p.predicted_wait_s)?;
+            let slack = match sizing {
+                Sizing::Robust => lateness
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, l)| *l)
+                    .fold(0.0, f64::max),
+                Sizing::Tight => 0.0,
+            };
+            let mut p = p.clone();
+            p.walltime_s = (ran * 1.1 + 600.0 + slack)
+                .ceil()
+                .min(p.walltime_s)
+                .max(ran);
+            Some(p)
+        })
+        .collect()
+}
+
+/// The plan with its core-hours and the idle core-hours of `result` under its walltimes.
+fn complete(
+    strategy: Strategy,
+    pilots: Vec<PlannedPilot>,
+    result: &SimResult,
+    offers: &[ResourceOffer],
+) -> Plan {
+    let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
     let held_core_s: f64 = pilots
         .iter()
         .map(|p| {
