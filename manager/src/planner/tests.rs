@@ -445,6 +445,24 @@ fn check_plan(p: &Plan, offers: &[ResourceOffer]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn check_every_task_fits(
+    p: &Plan,
+    s: &WorkflowSummary,
+    offers: &[ResourceOffer],
+) -> Result<(), TestCaseError> {
+    for (i, t) in s.tasks.iter().enumerate() {
+        let fits = p.pilots.iter().any(|pilot| {
+            let o = offers.iter().find(|o| o.name == pilot.resource).unwrap();
+            t.est_s <= pilot.walltime_s
+                && pilot_scheduler(o, pilot.nodes)
+                    .can_ever_fit(&t.request())
+                    .is_ok()
+        });
+        prop_assert!(fits, "task {} fits no pilot of {:?}", i, p.pilots);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -454,14 +472,7 @@ proptest! {
             let Ok(p) = plan(strategy, &s, &offers) else { continue };
             check_plan(&p, &offers)?;
             if strategy == Strategy::Ttc {
-                for (i, t) in s.tasks.iter().enumerate() {
-                    let fits = p.pilots.iter().any(|pilot| {
-                        let o = offers.iter().find(|o| o.name == pilot.resource).unwrap();
-                        t.est_s <= pilot.walltime_s
-                            && pilot_scheduler(o, pilot.nodes).can_ever_fit(&t.request()).is_ok()
-                    });
-                    prop_assert!(fits, "task {} fits no pilot of {:?}", i, p.pilots);
-                }
+                check_every_task_fits(&p, &s, &offers)?;
             }
         }
     }
@@ -477,6 +488,7 @@ proptest! {
         match plan(strategy, &s, &offers) {
             Ok(p) => {
                 check_plan(&p, &offers)?;
+                check_every_task_fits(&p, &s, &offers)?;
                 prop_assert!(p.core_hours_requested <= cap + 1e-9);
                 prop_assert!(p.cost(&offers) <= cost_cap + 1e-9);
             }
