@@ -356,6 +356,42 @@ fn trace_replay_draws_only_measured_waits() {
     assert!([11.0, 22.0, 33.0].contains(&r.per_pilot_start[0]));
 }
 
+#[test]
+fn pilot_queue_logs_parse_to_waits() {
+    let log = "Session: a.json, Tx: 1641.48, Tq: 52.25\n\
+               Session: b.json, Tx: 1640.11, Tq: 38.64\n\
+               garbage line\n";
+    assert_eq!(wait::parse_pilot_queue_log(log), vec![52.25, 38.64]);
+}
+
+/// Replays the measured XSEDE pilot waits when the reference traces are beside the repo.
+#[test]
+fn measured_comet_waits_replay_in_the_simulator() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/traces/xsede-pilot-queue-2016/raw_data/comet");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!("skipped: no traces at {}", dir.display());
+        return;
+    };
+    let waits: Vec<f64> = entries
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .flat_map(|text| wait::parse_pilot_queue_log(&text))
+        .collect();
+    assert!(waits.len() > 50, "{} waits", waits.len());
+    let mut o = offer("comet", 24, 100, 0.0);
+    o.queue_wait = estimate_from_samples(&waits).unwrap();
+    let s = summary(bag(100, 1, 600.0));
+    let p = plan(Strategy::Ttc, &s, std::slice::from_ref(&o)).unwrap();
+    let trace = [("comet".to_string(), waits.clone())].into_iter().collect();
+    let opts = SimOptions {
+        waits: WaitDraw::Trace(trace),
+        ..SimOptions::sampled(11)
+    };
+    let r = simulate_with(&p, &s, &[o], &opts);
+    assert!(waits.contains(&r.per_pilot_start[0]));
+    assert_eq!(r.unfinished_tasks, 0);
+}
+
 // ---- properties ----------------------------------------------------------------------
 
 fn arb_offers() -> impl Arbitrary<Value = Vec<ResourceOffer>> {

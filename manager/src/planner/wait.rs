@@ -56,6 +56,19 @@ impl WaitDistribution {
     }
 }
 
+/// The queue waits (`Tq`, seconds) of a RADICAL-Pilot queue measurement log: lines like
+/// `Session: <file>, Tx: <s>, Tq: <s>` (the XSEDE 2016 pilot traces in
+/// `shared/reference/traces/xsede-pilot-queue-2016/raw_data/`). Other lines are skipped.
+pub fn parse_pilot_queue_log(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|line| {
+            let (_, tq) = line.rsplit_once("Tq:")?;
+            tq.trim().parse::<f64>().ok()
+        })
+        .filter(|w| w.is_finite() && *w >= 0.0)
+        .collect()
+}
+
 /// The p10/p50/p90 of measured waits (nearest rank), e.g. to build an offer from a trace.
 pub fn estimate_from_samples(samples: &[f64]) -> Option<WaitEstimate> {
     let mut v: Vec<f64> = samples.iter().copied().filter(|s| s.is_finite()).collect();
