@@ -56,9 +56,11 @@ fn offers() -> Vec<ResourceOffer> {
         .collect()
 }
 
-/// `n` tasks: 90 % one-core analyses of three lengths, 9 % 8-core simulations, 1 % 256-core
+/// `n` tasks: 90 % one-core analyses of three lengths (all different with
+/// `DISTINCT_DURATIONS=1`), 9 % 8-core simulations, 1 % 256-core
 /// MPI runs; the second half of the analyses each depends on one simulation.
 fn workload(n: usize) -> Vec<TaskShape> {
+    let distinct = std::env::var_os("DISTINCT_DURATIONS").is_some();
     let sims = n * 9 / 100;
     let mpi = n / 100;
     let analyses = n - sims - mpi;
@@ -74,7 +76,13 @@ fn workload(n: usize) -> Vec<TaskShape> {
         });
     }
     for i in 0..analyses {
-        let mut t = TaskShape::new(1, [300.0, 600.0, 1200.0][i % 3]);
+        let est = if distinct {
+            // Every analysis a different length (no two tasks share a shape).
+            300.0 + (i as f64 * 0.618_034).fract() * 900.0
+        } else {
+            [300.0, 600.0, 1200.0][i % 3]
+        };
+        let mut t = TaskShape::new(1, est);
         if i >= analyses / 2 && sims > 0 {
             t.depends_on = vec![i % sims];
         }

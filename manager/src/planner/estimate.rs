@@ -3,9 +3,10 @@
 //! flowing into pilots as they leave their queues. The chosen plan's reported TTC comes from
 //! the simulator, not from here.
 
-use super::summary::{self, Prepared, Shape, WorkflowSummary};
+use super::summary::{self, BuildFnv, Prepared, Shape, WorkflowSummary};
 use super::{PlanError, ResourceOffer};
 use pilot_agent::scheduler::{NodeSpec, Scheduler};
+use std::collections::HashMap;
 
 /// Added to the fluid TTC of a set of pilots that cannot finish the work in their walltimes.
 pub(crate) const INFEASIBLE_S: f64 = 1e9;
@@ -21,15 +22,21 @@ pub(crate) enum Fit {
     WholeNodes { nodes: u32 },
 }
 
+/// Level groups the fluid model keeps at most (deep DAGs are merged into this many).
+const MAX_LEVEL_GROUPS: usize = 512;
+
 /// Per-workflow facts the strategies share, computed once per `plan` call.
 pub(crate) struct Profile {
+    /// Resource classes: tasks asking for the same cores, GPUs, memory, processes and
+    /// multi-node flag, whatever their duration. `est_s` is the class's longest task.
     pub shapes: Vec<Shape>,
-    /// `fit[offer][shape]`.
+    /// `fit[offer][class]`.
     pub fit: Vec<Vec<Fit>>,
     /// Core-seconds of the workload on each offer, counting the cores a task makes unusable
     /// on its node (a 48-core task on a 128-core node leaves 32 idle) as used.
     pub packed_work: Vec<f64>,
-    /// Per dependency level: (longest task, share of the workload's core-seconds).
+    /// Per group of consecutive dependency levels: (sum of the levels' longest tasks, share of
+    /// the workload's core-seconds).
     pub level_profile: Vec<(f64, f64)>,
     /// Nodes one pilot of each offer needs to run the widest level in one wave.
     pub wave_nodes: Vec<u32>,
@@ -41,58 +48,105 @@ impl Profile {
         prep: &Prepared,
         offers: &[ResourceOffer],
     ) -> Result<Profile, PlanError> {
-        let (shapes, of_task) = (prep.shapes.clone(), &prep.shape_of);
+        // Classes: shapes without their duration.
+        let mut index: HashMap<(u32, u32, u64, u32, bool), u32, BuildFnv> = HashMap::default();
+        let mut classes: Vec<Shape> = Vec::new();
+        let mut class_work: Vec<f64> = Vec::new();
+        let class_of_shape: Vec<u32> = prep
+            .shapes
+            .iter()
+            .map(|s| {
+                let r = &s.request;
+                let key = (r.cores, r.gpus, r.mem_mb, r.processes, r.multi_node);
+                let c = *index.entry(key).or_insert_with(|| {
+                    classes.push(Shape {
+                        est_s: 0.0,
+                        count: 0,
+                        ..s.clone()
+                    });
+                    class_work.push(0.0);
+                    classes.len() as u32 - 1
+                });
+                let class = &mut classes[c as usize];
+                class.est_s = class.est_s.max(s.est_s);
+                class.count += s.count;
+                class.first_task = class.first_task.min(s.first_task);
+                class_work[c as usize] += s.count as f64 * s.est_s;
+                c
+            })
+            .collect();
         let fit: Vec<Vec<Fit>> = offers
             .iter()
-            .map(|o| shapes.iter().map(|s| fit_of(o, s)).collect())
+            .map(|o| classes.iter().map(|s| fit_of(o, s)).collect())
             .collect();
-        for (si, shape) in shapes.iter().enumerate() {
-            if fit.iter().all(|f| f[si] == Fit::Never) {
-                let task = shape.first_task;
+        for (ci, class) in classes.iter().enumerate() {
+            if fit.iter().all(|f| f[ci] == Fit::Never) {
                 let reasons = offers
                     .iter()
-                    .map(|o| format!("{}: {}", o.name, why_not(o, shape)))
+                    .map(|o| format!("{}: {}", o.name, why_not(o, class)))
                     .collect::<Vec<_>>()
                     .join("; ");
-                return Err(PlanError::TaskFitsNowhere { task, reasons });
+                return Err(PlanError::TaskFitsNowhere {
+                    task: class.first_task,
+                    reasons,
+                });
             }
         }
-        let packed_work = offers
+        // packed[offer][class]: cores a task of the class keeps busy there.
+        let packed: Vec<Vec<f64>> = offers
             .iter()
-            .enumerate()
-            .map(|(oi, o)| {
-                shapes
+            .zip(&fit)
+            .map(|(o, f)| {
+                classes
                     .iter()
-                    .zip(&fit[oi])
-                    .map(|(s, f)| s.count as f64 * s.est_s * packed_cores(o, s, *f))
-                    .sum()
+                    .zip(f)
+                    .map(|(c, f)| packed_cores(o, c, *f))
+                    .collect()
             })
             .collect();
+        let packed_work = packed
+            .iter()
+            .map(|p| p.iter().zip(&class_work).map(|(c, w)| c * w).sum())
+            .collect();
+        // Walk the tasks level by level (the topological order is sorted by level).
         let levels = summary::levels_with(&summary.tasks, &prep.children)?;
-        let nlev = summary.stage_widths.len().max(1);
-        let mut level_profile = vec![(0.0f64, 0.0f64); nlev];
-        let mut level_cores = vec![vec![0.0f64; nlev]; offers.len()];
         let total = summary.total_core_seconds.max(f64::MIN_POSITIVE);
-        for (i, t) in summary.tasks.iter().enumerate() {
+        let mut per_level: Vec<(f64, f64)> = Vec::new();
+        let mut widest = vec![0.0f64; offers.len()];
+        let mut level_cores = vec![0.0f64; offers.len()];
+        for &i in &levels.order {
             let l = levels.level[i] as usize;
-            let lp = &mut level_profile[l];
+            if per_level.len() <= l {
+                per_level.push((0.0, 0.0));
+                for (w, c) in widest.iter_mut().zip(level_cores.iter_mut()) {
+                    *w = w.max(*c);
+                    *c = 0.0;
+                }
+            }
+            let t = &summary.tasks[i];
+            let lp = &mut per_level[l];
             lp.0 = lp.0.max(t.est_s);
             lp.1 += f64::from(t.cores) * t.est_s / total;
-            let s = &shapes[of_task[i] as usize];
-            for (oi, o) in offers.iter().enumerate() {
-                level_cores[oi][l] += packed_cores(o, s, fit[oi][of_task[i] as usize]);
+            let c = class_of_shape[prep.shape_of[i] as usize] as usize;
+            for (lc, p) in level_cores.iter_mut().zip(&packed) {
+                *lc += p[c];
             }
         }
+        for (w, c) in widest.iter_mut().zip(&level_cores) {
+            *w = w.max(*c);
+        }
+        let group = per_level.len().div_ceil(MAX_LEVEL_GROUPS).max(1);
+        let level_profile = per_level
+            .chunks(group)
+            .map(|g| g.iter().fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1)))
+            .collect();
         let wave_nodes = offers
             .iter()
-            .zip(&level_cores)
-            .map(|(o, lc)| {
-                let widest = lc.iter().copied().fold(0.0, f64::max);
-                ((widest / f64::from(o.cores_per_node.max(1))).ceil() as u32).max(1)
-            })
+            .zip(&widest)
+            .map(|(o, w)| ((w / f64::from(o.cores_per_node.max(1))).ceil() as u32).max(1))
             .collect();
         Ok(Profile {
-            shapes,
+            shapes: classes,
             fit,
             packed_work,
             level_profile,

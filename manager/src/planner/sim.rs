@@ -6,11 +6,11 @@
 use super::summary::{Children, Prepared, Shape, WorkflowSummary};
 use super::wait::WaitDistribution;
 use super::{Plan, ResourceOffer};
-use pilot_agent::scheduler::{NodeSpec, Scheduler, Slots};
+use pilot_agent::scheduler::{NodeSpec, Request, Scheduler, Slots};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 /// Where pilot queue waits come from.
 #[derive(Clone, Debug)]
@@ -118,6 +118,12 @@ struct Sim<'a> {
     shape_of: &'a [u32],
     /// Shapes, longest estimate first.
     order: Vec<usize>,
+    /// Position of each shape in `order`, and the estimate at each position.
+    rank_of: Vec<u32>,
+    est_by_rank: Vec<f64>,
+    /// Ranks of the shapes with ready tasks.
+    nonempty: BTreeSet<u32>,
+    /// Ready tasks per shape.
     ready: Vec<Vec<u32>>,
     missing: Vec<u32>,
     children: &'a Children,
@@ -153,6 +159,11 @@ pub(crate) fn simulate_prepared(
     let (shapes, shape_of) = (prep.shapes.clone(), &prep.shape_of);
     let mut order: Vec<usize> = (0..shapes.len()).collect();
     order.sort_by(|&a, &b| shapes[b].est_s.total_cmp(&shapes[a].est_s));
+    let mut rank_of = vec![0u32; shapes.len()];
+    for (rank, &s) in order.iter().enumerate() {
+        rank_of[s] = rank as u32;
+    }
+    let est_by_rank = order.iter().map(|&s| shapes[s].est_s).collect();
     let mut sim = Sim {
         ready: vec![Vec::new(); shapes.len()],
         missing: summary
@@ -171,10 +182,13 @@ pub(crate) fn simulate_prepared(
         shapes,
         shape_of,
         order,
+        rank_of,
+        est_by_rank,
+        nonempty: BTreeSet::new(),
     };
     for i in 0..summary.tasks.len() {
         if sim.missing[i] == 0 {
-            sim.ready[sim.shape_of[i] as usize].push(i as u32);
+            sim.make_ready(i as u32);
         }
     }
     let mut failed_pilots = 0;
@@ -288,16 +302,47 @@ impl Sim<'_> {
             .push(Reverse((at.max(0.0).to_bits(), self.seq, ev)));
     }
 
-    /// Places ready tasks on pilot `p`, longest first, while it has room and time.
+    /// Makes `task` ready to bind.
+    fn make_ready(&mut self, task: u32) {
+        let s = self.shape_of[task as usize] as usize;
+        if self.ready[s].is_empty() {
+            self.nonempty.insert(self.rank_of[s]);
+        }
+        self.ready[s].push(task);
+    }
+
+    /// Places ready tasks on pilot `p`, longest first, while it has room and time. Like an
+    /// agent with bounded look-ahead it gives up after `MAX_MISSES` shapes that do not fit
+    /// now (and skips at most `MAX_SKIPS` shapes this pilot can never run), so a workload of
+    /// a million distinct durations stays linear.
     fn bind(&mut self, p: usize, now: f64) {
+        const MAX_MISSES: usize = 64;
+        const MAX_SKIPS: usize = 10_000;
+        if self.pilots[p].sched.free_cores() == 0 {
+            return;
+        }
         let left = self.pilots[p].walltime_end_s - now;
-        for k in 0..self.order.len() {
-            let s = self.order[k];
-            if self.ready[s].is_empty() || !self.pilots[p].can_run[s] {
+        // Ranks are sorted longest first: skip those longer than the time left.
+        let mut next = self.est_by_rank.partition_point(|&e| e > left) as u32;
+        let (mut misses, mut skips) = (0, 0);
+        let mut missed: Vec<Request> = Vec::new();
+        while let Some(&rank) = self.nonempty.range(next..).next() {
+            next = rank + 1;
+            let s = self.order[rank as usize];
+            if !self.pilots[p].can_run[s] {
+                skips += 1;
+                if skips > MAX_SKIPS {
+                    break;
+                }
                 continue;
             }
             let shape = &self.shapes[s];
-            if shape.est_s > left {
+            let free = self.pilots[p].sched.free_cores();
+            if shape.request.cores > free || missed.contains(&shape.request) {
+                misses += 1;
+                if misses >= MAX_MISSES {
+                    break;
+                }
                 continue;
             }
             let pilot = &mut self.pilots[p];
@@ -310,7 +355,15 @@ impl Sim<'_> {
                 self.busy_core_s += f64::from(slots.core_count()) * shape.est_s;
                 tasks.push((task, slots));
             }
+            if self.ready[s].is_empty() {
+                self.nonempty.remove(&rank);
+            }
             if tasks.is_empty() {
+                missed.push(shape.request.clone());
+                misses += 1;
+                if misses >= MAX_MISSES {
+                    break;
+                }
                 continue;
             }
             let id = self.batches.len();
@@ -343,7 +396,7 @@ impl Sim<'_> {
             for &c in self.children.of(*task as usize) {
                 self.missing[c as usize] -= 1;
                 if self.missing[c as usize] == 0 {
-                    self.ready[self.shape_of[c as usize] as usize].push(c);
+                    self.make_ready(c);
                     released = true;
                 }
             }
@@ -368,7 +421,7 @@ impl Sim<'_> {
                 for (task, slots) in batch.tasks {
                     self.busy_core_s -= f64::from(slots.core_count()) * lost;
                     self.pilots[p].sched.release(&slots);
-                    self.ready[self.shape_of[task as usize] as usize].push(task);
+                    self.make_ready(task);
                     self.rebound += 1;
                 }
             }
