@@ -114,13 +114,7 @@ async fn one_run(mode: Mode, toml: &str, cores: u32) -> anyhow::Result<Run> {
         workflow::parse_str(toml, Format::Toml, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     let workdir = tempfile_dir()?;
     let opts = CampaignOptions {
-        pilots: vec![PilotRequest {
-            resource: "local".into(),
-            cores,
-            gpus: 0,
-            mem_mb: 0,
-            walltime_s: None,
-        }],
+        pilots: vec![PilotRequest::local(cores)],
         lookahead_s: 2.0,
         heartbeat_ms: 1000,
         workdir: workdir.clone(),

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod pilots;
+pub mod planner;
 pub mod progress;
 pub mod services;
 pub mod skeleton;
