@@ -57,6 +57,9 @@ struct Config {
     /// Wait traces loaded as the estimator's prior (.swf, or XSEDE exp_<c>c_<m>m_*.txt).
     #[arg(long = "prior")]
     priors: Vec<PathBuf>,
+    /// Cores (SWF: processors) per node in the prior traces, to turn their sizes into nodes.
+    #[arg(long, default_value_t = 1)]
+    prior_cores_per_node: u32,
     /// Probe once, print the snapshot as JSON, exit.
     #[arg(long)]
     once: bool,
@@ -99,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut history = WaitHistory::new();
     for path in &cfg.priors {
-        let samples = load_trace(path, 1)?;
+        let samples = load_trace(path, cfg.prior_cores_per_node)?;
         history.add_prior(&path.display().to_string(), samples);
     }
     let mut config = BundleConfig::new(&cfg.site, Duration::from_secs_f64(cfg.interval));

@@ -68,7 +68,8 @@ pub fn xsede_file_size(file_name: &str) -> Option<(u32, u64)> {
 }
 
 /// Loads a trace file by its kind: `.swf` as SWF, anything else as an XSEDE pilot file
-/// named by size (`exp_<cores>c_<min>m_*.txt`).
+/// named by size (`exp_<cores>c_<min>m_*.txt`); `cores_per_node` turns processors or
+/// cores into nodes.
 pub fn load_trace(path: &std::path::Path, cores_per_node: u32) -> anyhow::Result<Vec<WaitSample>> {
     use anyhow::Context;
     let text = std::fs::read_to_string(path)
@@ -78,7 +79,7 @@ pub fn load_trace(path: &std::path::Path, cores_per_node: u32) -> anyhow::Result
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     if name.ends_with(".swf") {
-        return Ok(parse_swf(&text, 1));
+        return Ok(parse_swf(&text, cores_per_node));
     }
     let (cores, walltime_s) = xsede_file_size(name).with_context(|| {
         format!(
