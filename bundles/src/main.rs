@@ -116,6 +116,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // Handlers first: a SIGTERM right after "listening" must already be graceful.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("--listen {}: cannot bind", cfg.listen))?;
@@ -127,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         let _ = http_stop.changed().await;
     });
     let server = tokio::spawn(async move { server.await });
-    shutdown_signal().await;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     prober.await?;
@@ -145,13 +151,4 @@ fn only_resources(text: &str, names: &[String]) -> anyhow::Result<Catalog> {
         res.retain(|k, _| names.iter().any(|n| n == k));
     }
     Ok(Catalog::parse(&toml::to_string(&doc)?)?)
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
