@@ -7,6 +7,7 @@
 pub mod api;
 pub mod estimator;
 pub mod model;
+pub mod openapi;
 pub mod probe;
 pub mod service;
 pub mod slurm_jobs;

@@ -85,7 +85,10 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if cfg.print_openapi {
-        println!("{}", serde_json::to_string_pretty(&api::openapi())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&emanager_bundles::openapi::openapi())?
+        );
         return Ok(());
     }
     anyhow::ensure!(

@@ -8,6 +8,7 @@ use emanager_bundles::read_snapshots;
 use emanager_bundles::service::{Bundle, BundleConfig};
 use emanager_bundles::snapshot_store::snapshot_key;
 use emanager_shared::access::runner::LocalRunner;
+use emanager_shared::access::sge::SgeJobService;
 use emanager_shared::access::slurm::SlurmJobService;
 use emanager_shared::access::{JobDescription, JobService};
 use emanager_shared::catalog::Catalog;
@@ -40,6 +41,17 @@ name = "short"
 max_walltime = "00:01:00"
 max_nodes = 1
 
+[resources.localhost-sge]
+access = "sge"
+nodes = 1
+cores_per_node = 2
+default_queue = "all.q"
+
+[[resources.localhost-sge.queues]]
+name = "all.q"
+max_walltime = "01:00:00"
+max_nodes = 1
+
 [resources.broken-lsf]
 access = "lsf"
 nodes = 4
@@ -61,6 +73,19 @@ fn require_slurm() {
     assert!(
         ok,
         "SLURM is not answering (`sinfo -h` failed): start it with deploy/dev/slurm-up.sh"
+    );
+}
+
+fn require_sge() {
+    let ok = std::process::Command::new("qstat")
+        .args(["-f", "-u", "*"])
+        .output()
+        .map(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("-NA-"))
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "Grid Engine is not answering or its execution host is down (`qstat -f`): start it \
+         with deploy/dev/sge-up.sh"
     );
 }
 
@@ -120,7 +145,7 @@ async fn http_api_serves_every_endpoint() {
     assert_eq!(status, 200);
     let snap: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(snap["site"], site.as_str());
-    assert_eq!(snap["resources"].as_array().unwrap().len(), 2);
+    assert_eq!(snap["resources"].as_array().unwrap().len(), 3);
 
     let (status, body) = get(&base, "/v1/resources/localhost-slurm").await;
     assert_eq!(status, 200, "{body}");
@@ -425,4 +450,71 @@ async fn pilot_queue_depth_and_pilot_load_are_probed() {
     assert_eq!((p.cores, p.busy_cores, p.tasks_running), (2, 1, 1));
     assert!(p.alive);
     assert!(p.heartbeat_age_ms.is_some_and(|a| a < 30_000));
+}
+
+#[tokio::test]
+async fn submitted_sge_job_shows_in_the_snapshot_within_one_interval() {
+    require_sge();
+    require_redis().await;
+    let site = site("sge");
+    let interval = Duration::from_secs(1);
+    let b = bundle(&site, interval);
+    let first = b.probe_once().await;
+    let sge = first.resource("localhost-sge").unwrap();
+    assert!(!sge.stale, "{:?}", sge.error);
+    let all_q = &sge.queues[0];
+    assert!(
+        all_q.reported && all_q.nodes_total == 1 && all_q.nodes_down == 0,
+        "{all_q:?}"
+    );
+    assert_eq!(all_q.queued_jobs, None, "SGE gives counts only");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(b.clone().run(stop_rx));
+    let svc = SgeJobService::new(Arc::new(LocalRunner), None);
+    let job = JobDescription {
+        name: "emanager-bundles-sge-test".into(),
+        nodes: 1,
+        cores_per_node: 1,
+        walltime_s: 60,
+        queue: Some("all.q".into()),
+        command: vec!["sleep".into(), "20".into()],
+        working_dir: Some(std::env::temp_dir().display().to_string()),
+        stdout: Some("/dev/null".into()),
+        stderr: Some("/dev/null".into()),
+        ..Default::default()
+    };
+    let id = svc
+        .submit(&job)
+        .await
+        .expect("qsub through the access layer");
+    let submitted = Instant::now();
+    let mut seen_after = None;
+    while submitted.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let snap = b.snapshot().await;
+        let q = &snap.resource("localhost-sge").unwrap().queues[0];
+        if q.jobs_running + q.jobs_queued > 0 {
+            seen_after = Some(submitted.elapsed());
+            break;
+        }
+    }
+    let _ = svc.cancel(&id).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let seen_after = seen_after.expect("the SGE job never showed in the snapshot");
+    assert!(seen_after <= interval * 3, "seen after {seen_after:?}");
 }
