@@ -252,3 +252,40 @@ fn size_buckets_are_powers_of_two() {
         ["1", "2", "3-4", "3-4", "5-8", "5-8", "9-16", "65-128"]
     );
 }
+
+proptest::proptest! {
+    /// Whatever the evidence, quantiles are ordered, and the blended p50 lies between the
+    /// observed median and the estimate without observations.
+    #[test]
+    fn quantiles_are_ordered_and_blend_between_sources(
+        waits in proptest::collection::vec(0.0f64..100_000.0, 0..40),
+        free in 0u32..10,
+        queued in proptest::collection::vec((1u32..10, 60u64..7200), 0..8),
+        nodes in 1u32..10,
+    ) {
+        let q = QueueSnapshot {
+            max_walltime_s: Some(7200),
+            nodes_total: 10,
+            nodes_free: free,
+            queued_jobs: Some(queued.iter().map(|&(n, w)| JobSize { nodes: n, walltime_s: w, elapsed_s: 0 }).collect()),
+            reported: true,
+            ..Default::default()
+        };
+        let req = WaitRequest { nodes, walltime_s: 600 };
+        let base = estimate(&WaitHistory::new(), "r", "q", req, Some(&q), None);
+        let mut h = WaitHistory::new();
+        for &w in &waits {
+            h.observe("r", "q", WaitSample { nodes, walltime_s: 600, wait_s: w });
+        }
+        let est = estimate(&h, "r", "q", req, Some(&q), None);
+        proptest::prop_assert!(est.p10_s <= est.p50_s && est.p50_s <= est.p90_s, "{est:?}");
+        if !waits.is_empty() {
+            let mut s = waits.clone();
+            s.sort_by(f64::total_cmp);
+            let x = 0.5 * (s.len() - 1) as f64;
+            let med = s[x.floor() as usize] + (s[x.ceil() as usize] - s[x.floor() as usize]) * (x - x.floor());
+            let (lo, hi) = (med.min(base.p50_s as f64), med.max(base.p50_s as f64));
+            proptest::prop_assert!(est.p50_s as f64 >= lo.floor() - 1.0 && est.p50_s as f64 <= hi.ceil() + 1.0, "{est:?} med {med} base {base:?}");
+        }
+    }
+}
