@@ -1,0 +1,116 @@
+//! The snapshot in Redis (`em:bundles:<site>`, JSON, with a TTL) so the manager reads what
+//! every site's bundle service saw without HTTP, and [`merge`] for several sites.
+
+use crate::model::Snapshot;
+use redis::AsyncCommands;
+use std::time::Duration;
+
+/// Key prefix of the snapshots.
+pub const KEY_PREFIX: &str = "em:bundles:";
+
+/// The key of `site`'s snapshot.
+pub fn snapshot_key(site: &str) -> String {
+    format!("{KEY_PREFIX}{site}")
+}
+
+async fn connect(redis_url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    use anyhow::Context;
+    let client =
+        redis::Client::open(redis_url).with_context(|| format!("Redis URL `{redis_url}`"))?;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("Redis at {redis_url}: connect timed out after 5 s"))?
+    .with_context(|| format!("Redis at {redis_url} (start it: deploy/dev/services-up.sh)"))
+}
+
+/// Writes `snapshot` under its site's key, expiring after `ttl`.
+pub async fn write_snapshot(
+    redis_url: &str,
+    snapshot: &Snapshot,
+    ttl: Duration,
+) -> anyhow::Result<()> {
+    let mut con = connect(redis_url).await?;
+    let json = serde_json::to_string(snapshot)?;
+    let _: () = con
+        .set_ex(snapshot_key(&snapshot.site), json, ttl.as_secs().max(1))
+        .await?;
+    Ok(())
+}
+
+/// Every site's snapshot in the store (expired ones are gone; unreadable ones are
+/// reported as errors, not skipped).
+pub async fn read_snapshots(redis_url: &str) -> anyhow::Result<Vec<Snapshot>> {
+    let mut con = connect(redis_url).await?;
+    let mut keys: Vec<String> = Vec::new();
+    {
+        let mut iter = con
+            .scan_match::<_, String>(format!("{KEY_PREFIX}*"))
+            .await?;
+        while let Some(k) = futures::StreamExt::next(&mut iter).await {
+            keys.push(k);
+        }
+    }
+    keys.sort();
+    let mut out = Vec::new();
+    for key in keys {
+        let json: Option<String> = con.get(&key).await?;
+        if let Some(json) = json {
+            let snap = serde_json::from_str(&json)
+                .map_err(|e| anyhow::anyhow!("Redis key {key}: not a bundle snapshot: {e}"))?;
+            out.push(snap);
+        }
+    }
+    Ok(out)
+}
+
+/// One view of several sites: every resource once (the freshest good probe wins, a stale
+/// one only when no site has a good one), every pilot queue and pilot once (newest
+/// snapshot wins), all errors. The site is the sites joined with `+`.
+pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
+    let mut by_age: Vec<&Snapshot> = snapshots.iter().collect();
+    by_age.sort_by_key(|s| std::cmp::Reverse(s.taken_ms));
+    let mut out = Snapshot {
+        site: snapshots
+            .iter()
+            .map(|s| s.site.as_str())
+            .collect::<Vec<_>>()
+            .join("+"),
+        taken_ms: by_age.first().map_or(0, |s| s.taken_ms),
+        ..Default::default()
+    };
+    for snap in &by_age {
+        for r in &snap.resources {
+            match out.resources.iter_mut().find(|x| x.name == r.name) {
+                None => out.resources.push(r.clone()),
+                Some(x) => {
+                    let better =
+                        (x.stale && !r.stale) || (x.stale == r.stale && r.probed_ms > x.probed_ms);
+                    if better {
+                        *x = r.clone();
+                    }
+                }
+            }
+        }
+        for q in &snap.pilot_queues {
+            if !out.pilot_queues.iter().any(|x| x.queue == q.queue) {
+                out.pilot_queues.push(q.clone());
+            }
+        }
+        for p in &snap.pilots {
+            if !out
+                .pilots
+                .iter()
+                .any(|x| x.campaign == p.campaign && x.pilot == p.pilot)
+            {
+                out.pilots.push(p.clone());
+            }
+        }
+        out.errors
+            .extend(snap.errors.iter().map(|e| format!("{}: {e}", snap.site)));
+    }
+    out.resources.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

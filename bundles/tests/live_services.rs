@@ -1,0 +1,520 @@
+//! Against the real services of this machine: SLURM (deploy/dev/slurm-up.sh), Redis and
+//! the RabbitMQ management API (deploy/dev/services-up.sh). A missing service FAILS the
+//! test with how to start it. Every test cleans up its keys, queues and jobs.
+
+use emanager_bundles::api;
+use emanager_bundles::estimator::{Evidence, WaitHistory};
+use emanager_bundles::read_snapshots;
+use emanager_bundles::service::{Bundle, BundleConfig};
+use emanager_bundles::snapshot_store::snapshot_key;
+use emanager_shared::access::runner::LocalRunner;
+use emanager_shared::access::sge::SgeJobService;
+use emanager_shared::access::slurm::SlurmJobService;
+use emanager_shared::access::{JobDescription, JobService};
+use emanager_shared::catalog::Catalog;
+use emanager_shared::model::{CampaignMeta, PilotLoad, PilotRecord};
+use emanager_shared::store::{RedisStore, StateStore};
+use emanager_shared::{now_ms, CampaignId, CampaignState, PilotId};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const REDIS: &str = "redis://127.0.0.1:6379/";
+const MGMT: &str = "http://guest:guest@127.0.0.1:15672";
+
+/// localhost-slurm as in examples/resources.toml, plus an LSF resource whose commands do
+/// not exist here: its probe fails and it must show as stale, not vanish.
+const CATALOG: &str = r#"
+[resources.localhost-slurm]
+access = "slurm"
+nodes = 1
+cores_per_node = 2
+default_queue = "debug"
+
+[[resources.localhost-slurm.queues]]
+name = "debug"
+max_walltime = "01:00:00"
+max_nodes = 1
+
+[[resources.localhost-slurm.queues]]
+name = "short"
+max_walltime = "00:01:00"
+max_nodes = 1
+
+[resources.localhost-sge]
+access = "sge"
+nodes = 1
+cores_per_node = 2
+default_queue = "all.q"
+
+[[resources.localhost-sge.queues]]
+name = "all.q"
+max_walltime = "01:00:00"
+max_nodes = 1
+
+[resources.broken-lsf]
+access = "lsf"
+nodes = 4
+cores_per_node = 8
+default_queue = "normal"
+
+[[resources.broken-lsf.queues]]
+name = "normal"
+max_walltime = "01:00:00"
+max_nodes = 4
+"#;
+
+fn require_slurm() {
+    let ok = std::process::Command::new("sinfo")
+        .arg("-h")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "SLURM is not answering (`sinfo -h` failed): start it with deploy/dev/slurm-up.sh"
+    );
+}
+
+fn require_sge() {
+    let ok = std::process::Command::new("qstat")
+        .args(["-f", "-u", "*"])
+        .output()
+        .map(|o| o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("-NA-"))
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "Grid Engine is not answering or its execution host is down (`qstat -f`): start it \
+         with deploy/dev/sge-up.sh"
+    );
+}
+
+async fn require_redis() -> RedisStore {
+    RedisStore::connect(REDIS).await.unwrap_or_else(|e| {
+        panic!("Redis at {REDIS} is not answering ({e}): start it with deploy/dev/services-up.sh")
+    })
+}
+
+async fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+    let client = reqwest::Client::new();
+    let mut req = client
+        .request(method, format!("http://127.0.0.1:15672{path}"))
+        .basic_auth("guest", Some("guest"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap_or_else(|e| {
+        panic!(
+            "RabbitMQ management API on 127.0.0.1:15672 is not answering ({e}): start it with \
+             deploy/dev/services-up.sh (it runs `rabbitmq-plugins enable rabbitmq_management`)"
+        )
+    })
+}
+
+fn bundle(site: &str, interval: Duration) -> Arc<Bundle> {
+    let catalog = Catalog::parse(CATALOG).unwrap();
+    let mut config = BundleConfig::new(site, interval);
+    config.redis_url = Some(REDIS.into());
+    config.amqp_mgmt_url = Some(MGMT.into());
+    config.jitter = 0.0;
+    Bundle::new(&catalog, config, WaitHistory::new())
+}
+
+fn site(name: &str) -> String {
+    format!("test-{name}-{}", std::process::id())
+}
+
+async fn get(base: &str, path: &str) -> (u16, String) {
+    let resp = reqwest::get(format!("{base}{path}")).await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn http_api_serves_every_endpoint() {
+    require_slurm();
+    require_redis().await;
+    let site = site("api");
+    let b = bundle(&site, Duration::from_secs(1));
+    b.probe_once().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = api::router(b.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let (status, body) = get(&base, "/v1/resources").await;
+    assert_eq!(status, 200);
+    let snap: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(snap["site"], site.as_str());
+    assert_eq!(snap["resources"].as_array().unwrap().len(), 3);
+
+    let (status, body) = get(&base, "/v1/resources/localhost-slurm").await;
+    assert_eq!(status, 200, "{body}");
+    let slurm: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(slurm["stale"], false, "{body}");
+    assert_eq!(slurm["queues"][0]["name"], "debug");
+    assert_eq!(slurm["queues"][0]["nodes_total"], 1);
+
+    let (status, body) = get(&base, "/v1/resources/broken-lsf").await;
+    assert_eq!(status, 200);
+    let broken: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        broken["stale"], true,
+        "a failed probe marks the resource stale: {body}"
+    );
+    assert!(
+        broken["error"].as_str().unwrap().contains("bqueues"),
+        "{body}"
+    );
+
+    assert_eq!(get(&base, "/v1/resources/nope").await.0, 404);
+
+    let (status, body) = get(
+        &base,
+        "/v1/predict?resource=localhost-slurm&queue=debug&nodes=1&walltime=00:10:00",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let pred: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pred["walltime_s"], 600);
+    assert!(pred["estimate"]["p50_s"].is_u64(), "{body}");
+    assert!(!pred["estimate"]["evidence"].as_array().unwrap().is_empty());
+
+    let (status, body) = get(&base, "/v1/predict?resource=broken-lsf&nodes=2").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("stale_probe"), "{body}");
+    let (status, body) = get(&base, "/v1/predict?resource=localhost-slurm&nodes=2").await;
+    assert_eq!(status, 400, "over max_nodes: {body}");
+    assert!(body.contains("at most 1 nodes"), "{body}");
+    let (status, _) = get(&base, "/v1/predict?resource=localhost-slurm&walltime=soon").await;
+    assert_eq!(status, 400);
+    let (status, _) = get(&base, "/v1/predict?resource=localhost-slurm&queue=nope").await;
+    assert_eq!(status, 404);
+
+    let (status, body) = get(&base, "/healthz").await;
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["stale"], serde_json::json!(["broken-lsf"]));
+
+    let (status, metrics) = get(&base, "/metrics").await;
+    assert_eq!(status, 200);
+    for want in [
+        "bundles_probe_latency_seconds{",
+        &format!("bundles_resource_stale{{site=\"{site}\",resource=\"broken-lsf\"}} 1"),
+        "bundles_queue_wait_estimate_seconds{",
+        "bundles_probe_failures_total{",
+        "# TYPE bundles_probe_age_seconds gauge",
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
+
+    let (status, body) = get(&base, "/openapi.json").await;
+    assert_eq!(status, 200);
+    let served: Value = serde_json::from_str(&body).unwrap();
+    let path = format!(
+        "{}/../docs/bundles.openapi.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        served, checked_in,
+        "docs/bundles.openapi.json is out of date: regenerate with \
+         `cargo run -p emanager-bundles -- --print-openapi > docs/bundles.openapi.json`"
+    );
+    for p in [
+        "/v1/resources",
+        "/v1/resources/{name}",
+        "/v1/predict",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(served["paths"].get(p).is_some(), "{p} not described");
+    }
+
+    server.abort();
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn submitted_slurm_job_shows_in_the_snapshot_within_one_interval() {
+    require_slurm();
+    require_redis().await;
+    let site = site("slurm");
+    let interval = Duration::from_secs(1);
+    let b = bundle(&site, interval);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(b.clone().run(stop_rx));
+
+    let slurm = SlurmJobService::new(Arc::new(LocalRunner), None);
+    let job = JobDescription {
+        name: "emanager-bundles-test".into(),
+        nodes: 1,
+        cores_per_node: 1,
+        walltime_s: 60,
+        queue: Some("debug".into()),
+        command: vec!["sleep".into(), "30".into()],
+        working_dir: Some(std::env::temp_dir().display().to_string()),
+        stdout: Some("/dev/null".into()),
+        ..Default::default()
+    };
+    let before = b.counters().await.observations;
+    let id = slurm
+        .submit(&job)
+        .await
+        .expect("sbatch through the access layer");
+    let submitted = Instant::now();
+
+    // Within one interval (plus the probe's own time) the job is in the snapshot, and once
+    // it runs its submit-to-start wait is recorded as an observation.
+    let mut seen_after = None;
+    let mut observed = false;
+    while submitted.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let snap = b.snapshot().await;
+        let debug = &snap.resource("localhost-slurm").unwrap().queues[0];
+        let jobs = debug.running_jobs.as_ref().map_or(0, Vec::len)
+            + debug.queued_jobs.as_ref().map_or(0, Vec::len);
+        if seen_after.is_none() && debug.jobs_running + debug.jobs_queued > 0 && jobs > 0 {
+            seen_after = Some(submitted.elapsed());
+        }
+        if b.counters().await.observations > before {
+            observed = true;
+        }
+        if seen_after.is_some() && observed {
+            break;
+        }
+    }
+    let _ = slurm.cancel(&id).await;
+    let seen_after = seen_after.expect("the job never showed in the snapshot");
+    assert!(
+        seen_after <= interval * 3,
+        "seen after {seen_after:?}, interval {interval:?}"
+    );
+    assert!(
+        observed,
+        "the wait of our own running pilot job was not recorded"
+    );
+
+    let est = b
+        .predict("localhost-slurm", Some("debug"), 1, 60)
+        .await
+        .unwrap();
+    assert!(
+        est.evidence
+            .iter()
+            .any(|e| matches!(e, Evidence::Observed { .. })),
+        "{est:?}"
+    );
+
+    // The same data reached Redis for the manager.
+    let snaps = read_snapshots(REDIS).await.unwrap();
+    let mine = snaps
+        .iter()
+        .find(|s| s.site == site)
+        .expect("snapshot in Redis");
+    assert!(mine.resource("localhost-slurm").is_some());
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60, "snapshot key TTL {ttl}");
+
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pilot_queue_depth_and_pilot_load_are_probed() {
+    require_slurm();
+    let store = require_redis().await;
+    let campaign = CampaignId::random();
+    let pilot = PilotId::random();
+    let queue = format!("em.{campaign}.pilot.{pilot}");
+    let qpath = format!("/api/queues/%2f/{queue}");
+    let resp = mgmt(
+        reqwest::Method::PUT,
+        &qpath,
+        Some(serde_json::json!({"durable": false, "auto_delete": false})),
+    )
+    .await;
+    assert!(
+        resp.status().is_success(),
+        "declare {queue}: {}",
+        resp.status()
+    );
+    for _ in 0..2 {
+        let resp = mgmt(
+            reqwest::Method::POST,
+            "/api/exchanges/%2f/amq.default/publish",
+            Some(serde_json::json!({"properties": {}, "routing_key": queue,
+                "payload": "t", "payload_encoding": "string"})),
+        )
+        .await;
+        assert!(resp.status().is_success());
+    }
+    store
+        .create_campaign(&CampaignMeta {
+            id: campaign,
+            name: "bundles-test".into(),
+            state: CampaignState::Running,
+            created_ms: now_ms(),
+            finished_ms: 0,
+            task_count: 0,
+            spec_digest: String::new(),
+            workflow_format: String::new(),
+            workflow_source: String::new(),
+            options_json: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut rec = PilotRecord::new(pilot, "localhost-slurm");
+    rec.cores = 2;
+    rec.job_id = "424242".into();
+    store.put_pilot(&campaign, &rec).await.unwrap();
+    let load = PilotLoad {
+        busy_cores: 1,
+        running: 1,
+        queued: 0,
+    };
+    store
+        .heartbeat(&campaign, &pilot, 30_000, load)
+        .await
+        .unwrap();
+
+    let b = bundle(&site("pilots"), Duration::from_secs(1));
+    // The management API refreshes queue statistics every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    let snap = loop {
+        let snap = b.probe_once().await;
+        let ready = snap
+            .pilot_queues
+            .iter()
+            .find(|q| q.queue == queue)
+            .map(|q| q.ready);
+        if ready == Some(2) || Instant::now() > deadline {
+            break snap;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    mgmt(reqwest::Method::DELETE, &qpath, None).await;
+    store.delete_campaign(&campaign).await.unwrap();
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&snap.site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    assert!(snap.errors.is_empty(), "{:?}", snap.errors);
+    let q = snap
+        .pilot_queues
+        .iter()
+        .find(|q| q.queue == queue)
+        .expect("pilot queue probed");
+    assert_eq!(
+        (q.campaign.clone(), q.pilot.clone()),
+        (campaign.to_string(), pilot.to_string())
+    );
+    assert_eq!((q.ready, q.unacked, q.consumers), (2, 0, 0));
+    let p = snap
+        .pilots
+        .iter()
+        .find(|p| p.pilot == pilot.to_string())
+        .expect("pilot load from Redis");
+    assert_eq!((p.cores, p.busy_cores, p.tasks_running), (2, 1, 1));
+    assert!(p.alive);
+    assert!(p.heartbeat_age_ms.is_some_and(|a| a < 30_000));
+}
+
+#[tokio::test]
+async fn submitted_sge_job_shows_in_the_snapshot_within_one_interval() {
+    require_sge();
+    require_redis().await;
+    let site = site("sge");
+    let interval = Duration::from_secs(1);
+    let b = bundle(&site, interval);
+    let first = b.probe_once().await;
+    let sge = first.resource("localhost-sge").unwrap();
+    assert!(!sge.stale, "{:?}", sge.error);
+    let all_q = &sge.queues[0];
+    assert!(
+        all_q.reported && all_q.nodes_total == 1 && all_q.nodes_down == 0,
+        "{all_q:?}"
+    );
+    assert_eq!(all_q.queued_jobs, None, "SGE gives counts only");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = tokio::spawn(b.clone().run(stop_rx));
+    let svc = SgeJobService::new(Arc::new(LocalRunner), None);
+    let job = JobDescription {
+        name: "emanager-bundles-sge-test".into(),
+        nodes: 1,
+        cores_per_node: 1,
+        walltime_s: 60,
+        queue: Some("all.q".into()),
+        command: vec!["sleep".into(), "20".into()],
+        working_dir: Some(std::env::temp_dir().display().to_string()),
+        stdout: Some("/dev/null".into()),
+        stderr: Some("/dev/null".into()),
+        ..Default::default()
+    };
+    let id = svc
+        .submit(&job)
+        .await
+        .expect("qsub through the access layer");
+    let submitted = Instant::now();
+    let mut seen_after = None;
+    while submitted.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let snap = b.snapshot().await;
+        let q = &snap.resource("localhost-sge").unwrap().queues[0];
+        if q.jobs_running + q.jobs_queued > 0 {
+            seen_after = Some(submitted.elapsed());
+            break;
+        }
+    }
+    let _ = svc.cancel(&id).await;
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), runner)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let seen_after = seen_after.expect("the SGE job never showed in the snapshot");
+    assert!(seen_after <= interval * 3, "seen after {seen_after:?}");
+}
