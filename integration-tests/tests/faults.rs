@@ -147,14 +147,16 @@ async fn a_task_that_can_never_fit_fails_at_once_and_nothing_else_is_affected() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pilot_at_its_walltime_drains_and_its_work_completes_elsewhere() {
-    let toml = "[[tasks]]\nname = \"w-{index}\"\ncount = 40\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\nest_duration_s = 0.5\n";
+    // 80 half-second tasks on 4 cores take ~10 s; the short pilot drains at 6 s (8 s walltime,
+    // 2 s margin).
+    let toml = "[[tasks]]\nname = \"w-{index}\"\ncount = 80\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\nest_duration_s = 0.5\n";
     let (broker, store) = services().await;
     let mut pilots = local_pilots(2, 2);
     pilots[0].walltime_s = Some(8);
     let c = Campaign::with(toml, pilots, broker, store, integration_tests::redis_url()).await;
     let out = c.run(Duration::from_secs(90)).await;
-    assert_eq!(out.counts.done, 40, "{:?}", out.counts);
-    assert_each_task_done_once(&c, 40).await;
+    assert_eq!(out.counts.done, 80, "{:?}", out.counts);
+    assert_each_task_done_once(&c, 80).await;
     let views = c.store.pilots(&c.id).await.unwrap();
     let short = views
         .iter()
@@ -162,8 +164,9 @@ async fn a_pilot_at_its_walltime_drains_and_its_work_completes_elsewhere() {
         .expect("the pilot with a walltime");
     assert!(
         short.record.reason.contains("walltime"),
-        "the short pilot drained for its walltime: {:?}",
-        short.record
+        "the short pilot drained for its walltime: {:?}\nlog:\n{}",
+        short.record,
+        std::fs::read_to_string(&short.record.log_path).unwrap_or_default()
     );
     let long = views
         .iter()
