@@ -491,6 +491,18 @@ impl Driver {
             .collect();
         self.rebind(&orphans, "its pilot ended while no manager was running")
             .await?;
+        // A SCHEDULED task may never have been published: the previous manager can die
+        // between writing the binding and publishing it, and nothing would ever move it
+        // again. Rebind it; if its message is in the queue after all, the next binding's
+        // attempt fences it out.
+        let unsent: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].state == TaskState::Scheduled)
+            .collect();
+        self.rebind(
+            &unsent,
+            "bound by a previous manager; publication not known",
+        )
+        .await?;
         Ok(())
     }
 
