@@ -66,6 +66,7 @@ async fn soak(chaos: Chaos) {
     let n = chaos.tasks;
 
     // Agent kills spread over the first half of the run.
+    let mut killed = std::collections::HashSet::new();
     for k in 0..chaos.agent_kills {
         wait_done(&c, n * (k + 1) / (2 * chaos.agent_kills + 2), end).await;
         let busy: Vec<_> = c
@@ -74,12 +75,15 @@ async fn soak(chaos: Chaos) {
             .await
             .unwrap()
             .into_iter()
-            .filter(|v| v.record.state == PilotState::Active && v.alive)
+            .filter(|v| {
+                v.record.state == PilotState::Active && v.alive && !killed.contains(&v.record.id)
+            })
             .collect();
         if busy.is_empty() {
             continue;
         }
         let victim = &busy[random_index(busy.len())].record;
+        killed.insert(victim.id);
         eprintln!(
             "soak: SIGKILL agent of pilot {} (pid {})",
             victim.id, victim.agent_pid
@@ -101,6 +105,10 @@ async fn soak(chaos: Chaos) {
         // Dropping the drive mid-flight is what SIGKILL does to it: no cleanup, the lease
         // stays, agents keep running.
         eprintln!("soak: killing the manager at {:?}", started.elapsed());
+        assert!(
+            !manager.is_finished(),
+            "the manager ended before it was killed"
+        );
         manager.abort();
         let _ = manager.await;
         loop {
