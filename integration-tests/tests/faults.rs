@@ -294,7 +294,8 @@ async fn rabbitmq_restarted_mid_run_both_sides_reconnect_and_every_task_is_done_
 
 /// A private `redis-server` on a free port, in its own directory.
 struct PrivateRedis {
-    dir: tempfile::TempDir,
+    /// Holds the AOF file across restarts; removed with the struct.
+    _dir: tempfile::TempDir,
     port: u16,
     args: Vec<String>,
     child: Child,
@@ -325,7 +326,7 @@ impl PrivateRedis {
         }
         let child = Self::spawn(&args);
         let r = PrivateRedis {
-            dir,
+            _dir: dir,
             port,
             args,
             child,
@@ -366,7 +367,6 @@ impl PrivateRedis {
         std::thread::sleep(Duration::from_millis(500));
         self.child = Self::spawn(&self.args);
         self.wait_up();
-        let _ = self.dir.path();
     }
 }
 
