@@ -59,6 +59,56 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// `n` local pilots of `cores` cores without a walltime.
+pub fn local_pilots(n: u32, cores: u32) -> Vec<PilotRequest> {
+    (0..n)
+        .map(|_| PilotRequest::local(cores))
+        .collect()
+}
+
+/// Tests that take a shared service down (RabbitMQ restarts, the soak) hold this lock, so
+/// they run one at a time even across test binaries. Other engineers' tests share the broker:
+/// keep each outage short.
+pub fn service_outage_lock() -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("emanager-service-outage.lock"))
+        .expect("open the outage lock file");
+    f.lock().expect("take the outage lock");
+    f
+}
+
+/// Restarts the RabbitMQ application (not the Erlang node): a broker outage of a few seconds.
+pub fn restart_rabbitmq_app() {
+    let run = |args: &[&str]| {
+        let st = std::process::Command::new("rabbitmqctl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("run rabbitmqctl");
+        assert!(st.success(), "rabbitmqctl {args:?} failed");
+    };
+    run(&["stop_app"]);
+    std::thread::sleep(Duration::from_secs(2));
+    run(&["start_app"]);
+    run(&["await_startup"]);
+}
+
+/// Names of the RabbitMQ queues that mention `needle`.
+pub fn rabbitmq_queues_named(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_queues", "name", "--quiet", "--no-table-headers"])
+        .output()
+        .expect("run rabbitmqctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
 /// A campaign against the real services, run by an in-process manager with real
 /// `pilot-agent` processes.
 pub struct Campaign {
@@ -68,16 +118,36 @@ pub struct Campaign {
     pub workflow: workflow::Workflow,
     pub opts: CampaignOptions,
     pub workdir: tempfile::TempDir,
+    /// The Redis the agents are pointed at (a test may run a private one).
+    pub redis_url: String,
 }
 
 impl Campaign {
     /// Records a campaign of `toml` with `pilots` local pilots of `cores` cores.
     pub async fn new(toml: &str, pilots: u32, cores: u32) -> Campaign {
         let (broker, store) = services().await;
+        Campaign::with(
+            toml,
+            local_pilots(pilots, cores),
+            broker,
+            store,
+            redis_url(),
+        )
+        .await
+    }
+
+    /// Records a campaign of `toml` with the given pilots, against the given services.
+    pub async fn with(
+        toml: &str,
+        pilots: Vec<PilotRequest>,
+        broker: Arc<dyn Broker>,
+        store: Arc<dyn StateStore>,
+        redis_url: String,
+    ) -> Campaign {
         let wf = workflow::parse_str(toml, Format::Toml, "test.toml").expect("valid workflow");
         let workdir = tempfile::tempdir().expect("tempdir");
         let opts = CampaignOptions {
-            pilots: (0..pilots).map(|_| PilotRequest::local(cores)).collect(),
+            pilots,
             lookahead_s: 2.0,
             heartbeat_ms: 500,
             workdir: workdir.path().to_path_buf(),
@@ -96,6 +166,7 @@ impl Campaign {
             workflow: wf,
             opts,
             workdir,
+            redis_url,
         }
     }
 
@@ -107,7 +178,7 @@ impl Campaign {
             launcher: Launcher::LocalProcess {
                 agent_bin: workspace_bin("pilot-agent"),
                 amqp_url: amqp_url(),
-                redis_url: redis_url(),
+                redis_url: self.redis_url.clone(),
             },
             workflow: self.workflow.clone(),
             opts: self.opts.clone(),

@@ -13,7 +13,7 @@ use crate::workflow::Workflow;
 use emanager_shared::broker::{Broker, QueueKind};
 use emanager_shared::model::{EventKind, MAX_REASON_BYTES};
 use emanager_shared::protocol::{Envelope, Message};
-use emanager_shared::store::StateStore;
+use emanager_shared::store::{StateStore, StoreError};
 use emanager_shared::{
     BoundTask, CampaignId, CampaignState, PilotId, PilotState, TaskId, TaskSpec, TaskState,
     Transition, TransitionOutcome,
@@ -205,50 +205,113 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
             LEASE_TTL_MS / 1000
         );
     }
-    let specs: Vec<TaskSpec> = ctx
-        .workflow
-        .tasks
-        .iter()
-        .map(|t| t.to_spec(&ctx.campaign))
-        .collect();
-    let index = specs.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
-    let mut d = Driver {
-        c: ctx.campaign,
-        store: ctx.store.clone(),
-        broker: ctx.broker.clone(),
-        launcher: std::mem::replace(
-            &mut ctx.launcher,
-            Launcher::InProcess {
-                broker: ctx.broker.clone(),
-                store: ctx.store.clone(),
-            },
-        ),
-        opts: ctx.opts.clone(),
-        dag: Dag::new(&ctx.workflow),
-        tasks: Vec::with_capacity(specs.len()),
-        specs,
-        index,
-        ready: BinaryHeap::new(),
-        pilots: BTreeMap::new(),
-        counts: Counts::default(),
-        replacements: 0,
-        started: Instant::now(),
-        first_exec: None,
-        failures: Vec::new(),
-        holder,
-    };
-    let result = d.run(&mut ctx.progress, ctx.interrupt.take()).await;
-    let _ = d.store.release_lease(&d.c, &d.holder).await;
-    ctx.progress.finish();
-    let ending = result?;
-    Ok(d.outcome(ending))
+    let mut launcher = std::mem::replace(
+        &mut ctx.launcher,
+        Launcher::InProcess {
+            broker: ctx.broker.clone(),
+            store: ctx.store.clone(),
+        },
+    );
+    let mut interrupt = ctx.interrupt.take();
+    let started = Instant::now();
+    let mut store_outages = 0;
+    loop {
+        let mut d = Driver::new(&ctx, launcher, holder.clone(), started);
+        let mut result = d.run(&mut ctx.progress, &mut interrupt).await;
+        if let Err(e) = &result {
+            if store_outages < MAX_STORE_OUTAGES && is_store_outage(e) {
+                // Redis went away mid-run (restart, failover). Wait for it, check the campaign
+                // survived, and rebuild the view from it as `resume` would.
+                store_outages += 1;
+                tracing::warn!(error = %e, "state store failed; waiting for it to come back");
+                match wait_for_campaign(ctx.store.as_ref(), &ctx.campaign).await {
+                    Ok(()) => {
+                        launcher = d.launcher;
+                        continue;
+                    }
+                    Err(lost) => result = Err(lost),
+                }
+            }
+        }
+        let _ = d.store.release_lease(&d.c, &d.holder).await;
+        ctx.progress.finish();
+        let ending = result?;
+        return Ok(d.outcome(ending));
+    }
+}
+
+/// State store outages a drive rides out before it gives up.
+const MAX_STORE_OUTAGES: u32 = 5;
+/// How long the manager waits for the state store to come back.
+const STORE_OUTAGE_WAIT: Duration = Duration::from_secs(60);
+
+/// An error of the state store itself (connection lost, operation failed), as opposed to a
+/// decision of the driver.
+fn is_store_outage(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<StoreError>(),
+        Some(StoreError::Operation { .. } | StoreError::Unreachable { .. })
+    )
+}
+
+/// Waits until the state store answers again; an error if it came back without the campaign
+/// (a Redis without persistence restarted) or did not come back in time.
+async fn wait_for_campaign(store: &dyn StateStore, c: &CampaignId) -> anyhow::Result<()> {
+    let end = Instant::now() + STORE_OUTAGE_WAIT;
+    loop {
+        match store.campaign(c).await {
+            Ok(Some(_)) => {
+                tracing::info!("state store is back with the campaign; resuming");
+                return Ok(());
+            }
+            Ok(None) => anyhow::bail!(
+                "the state of campaign {c} was lost: the state store came back without it (Redis restarted without persistence?); stopping without touching anything else. Start the campaign again"
+            ),
+            Err(e) if Instant::now() >= end => anyhow::bail!(
+                "the state store of campaign {c} has been unreachable for {} s: {e}; resume it with `emanager resume {c}` once Redis is back",
+                STORE_OUTAGE_WAIT.as_secs()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+impl Driver {
+    fn new(ctx: &RunContext, launcher: Launcher, holder: String, started: Instant) -> Driver {
+        let specs: Vec<TaskSpec> = ctx
+            .workflow
+            .tasks
+            .iter()
+            .map(|t| t.to_spec(&ctx.campaign))
+            .collect();
+        let index = specs.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        Driver {
+            c: ctx.campaign,
+            store: ctx.store.clone(),
+            broker: ctx.broker.clone(),
+            launcher,
+            opts: ctx.opts.clone(),
+            dag: Dag::new(&ctx.workflow),
+            tasks: Vec::with_capacity(specs.len()),
+            specs,
+            index,
+            ready: BinaryHeap::new(),
+            pilots: BTreeMap::new(),
+            counts: Counts::default(),
+            replacements: 0,
+            started,
+            first_exec: None,
+            failures: Vec::new(),
+            holder,
+        }
+    }
 }
 
 impl Driver {
     async fn run(
         &mut self,
         progress: &mut Progress,
-        mut interrupt: Option<tokio::sync::oneshot::Receiver<()>>,
+        interrupt: &mut Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> anyhow::Result<Ending> {
         self.store.ensure_event_group(&self.c, EVENT_GROUP).await?;
         self.load_state().await?;
@@ -428,6 +491,18 @@ impl Driver {
             .collect();
         self.rebind(&orphans, "its pilot ended while no manager was running")
             .await?;
+        // A SCHEDULED task may never have been published: the previous manager can die
+        // between writing the binding and publishing it, and nothing would ever move it
+        // again. Rebind it; if its message is in the queue after all, the next binding's
+        // attempt fences it out.
+        let unsent: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].state == TaskState::Scheduled)
+            .collect();
+        self.rebind(
+            &unsent,
+            "bound by a previous manager; publication not known",
+        )
+        .await?;
         Ok(())
     }
 

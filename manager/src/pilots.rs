@@ -77,6 +77,9 @@ impl Launcher {
                     pilot_agent::AgentConfig::new(*campaign, pilot, nodes, opts.workdir.clone());
                 cfg.heartbeat = Duration::from_millis(opts.heartbeat_ms);
                 cfg.walltime_end_ms = req.walltime_s.map(|w| emanager_shared::now_ms() + w * 1000);
+                if let Some(w) = req.walltime_s {
+                    cfg.drain_margin = Duration::from_secs(drain_margin_s(w));
+                }
                 cfg.log_path = "(embedded: in the manager's log)".into();
                 let (b, s) = (broker.clone(), store.clone());
                 let handle = tokio::spawn(async move {
@@ -119,7 +122,10 @@ impl Launcher {
                     cmd.arg("--mem-mb").arg(req.mem_mb.to_string());
                 }
                 if let Some(w) = req.walltime_s {
-                    cmd.arg("--walltime-s").arg(w.to_string());
+                    cmd.arg("--walltime-s")
+                        .arg(w.to_string())
+                        .arg("--drain-margin-s")
+                        .arg(drain_margin_s(w).to_string());
                 }
                 // Own process group: a Ctrl-C of the manager leaves agents running, so the
                 // campaign can be resumed.
@@ -194,4 +200,10 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 #[derive(Default)]
 pub struct Launched {
     pub handles: HashMap<PilotId, LaunchedPilot>,
+}
+
+/// How long before its walltime a pilot stops taking work: the agent's default of 30 s, but
+/// at most a quarter of the allocation, so a short pilot does not drain the moment it starts.
+fn drain_margin_s(walltime_s: u64) -> u64 {
+    (walltime_s / 4).min(30)
 }

@@ -236,7 +236,17 @@ async fn register(cfg: &AgentConfig, store: &dyn StateStore) -> anyhow::Result<(
         rec.job_id = cfg.job_id.clone();
     }
     rec.reason = String::new();
-    // Alive before the ACTIVE event, so the manager never sees an active pilot without a beat.
+    // Alive before the ACTIVE event, so the manager never sees an active pilot without a beat
+    // (it would declare its heartbeat lapsed and kill it). The beat after `put_pilot` covers
+    // stores that only record beats of known pilots.
+    store
+        .heartbeat(
+            &cfg.campaign,
+            &cfg.pilot,
+            cfg.heartbeat.as_millis() as u64 * 3,
+            PilotLoad::default(),
+        )
+        .await?;
     store.put_pilot(&cfg.campaign, &rec).await?;
     store
         .heartbeat(

@@ -272,11 +272,17 @@ async fn publish_confirmed(
     payload: &[u8],
     props: BasicProperties,
 ) -> BrokerResult<()> {
+    // Mandatory: a message that reaches no queue (the queue or its binding is not back yet
+    // after a broker restart) is returned to us instead of being confirmed and dropped, so
+    // the caller sees an error and can rebind the tasks.
     let confirm = ch
         .basic_publish(
             exchange,
             routing_key,
-            BasicPublishOptions::default(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
             payload,
             props,
         )
@@ -288,6 +294,15 @@ async fn publish_confirmed(
         return Err(BrokerError::Nacked {
             queue: routing_key.to_string(),
         });
+    }
+    if let Some(returned) = confirm.take_message() {
+        return Err(op_err(
+            "publish",
+            format!(
+                "no queue took the message for {routing_key}: {}",
+                returned.reply_text
+            ),
+        ));
     }
     Ok(())
 }
