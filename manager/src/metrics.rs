@@ -112,15 +112,23 @@ fn label(state: &str) -> StateLabel {
     }
 }
 
-/// Samples the depth of the active pilots' task queues (only while an exporter runs: it
-/// costs one broker round trip per pilot).
+/// Samples the depth of the active pilots' task queues, at most once a second and only
+/// while an exporter runs: it costs one broker round trip per pilot.
 pub async fn sample_queue_depth(
     broker: &dyn Broker,
     c: &CampaignId,
     pilots: impl Iterator<Item = PilotId>,
 ) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
     if !metrics::exporting() {
         return;
+    }
+    {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(Instant::now());
     }
     let mut total = 0i64;
     for p in pilots {

@@ -385,6 +385,7 @@ async fn core_loop(
                 for id in task_ids {
                     if let Some(pos) = pending.iter().position(|t| t.spec.id == id) {
                         let t = pending.remove(pos).expect("position is valid");
+                        crate::metrics::get().forget(id);
                         reporter.send(
                             Transition::new(id, t.attempt, TaskState::Canceled)
                                 .with_reason("canceled"),
@@ -484,6 +485,7 @@ fn start_task(
     let attempt = t.attempt;
     match executor::start(&t.spec, attempt, &slots, workdir) {
         Err(outcome) => {
+            crate::metrics::get().forget(id);
             let _ = tx.send(CoreMsg::Finished {
                 task: id,
                 attempt,

@@ -92,6 +92,9 @@ pub struct SubmitArgs {
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
+    // Passed on to the background manager (`emanager resume --metrics-addr`).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Continue a campaign whose manager stopped (killed, interrupted, machine rebooted).
@@ -326,6 +329,12 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
         .stderr(log);
     if let Some(c) = &cfg.config_file {
         cmd.arg("--config").arg(c);
+    }
+    if let Some(m) = &a.metrics.metrics_addr {
+        cmd.arg("--metrics-addr").arg(m);
+    }
+    if g.log_format == crate::config::LogFormat::Json {
+        cmd.arg("--log-format").arg("json");
     }
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
