@@ -50,8 +50,12 @@ pub fn get() -> &'static ManagerMetrics {
 }
 
 impl ManagerMetrics {
-    /// A task became READY.
+    /// A task became READY (remembered only while an exporter runs: a million-task
+    /// campaign would otherwise keep a million timestamps nobody reads).
     pub fn ready(&self, task: TaskId) {
+        if !metrics::exporting() {
+            return;
+        }
         self.ready_since
             .lock()
             .unwrap_or_else(|e| e.into_inner())
