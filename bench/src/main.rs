@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "EManager benchmarks (run with --release)")]
+#[command(version, about = "EManager benchmarks (run with --release)")]
 struct Args {
     #[command(subcommand)]
     what: What,

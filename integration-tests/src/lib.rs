@@ -61,9 +61,7 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 
 /// `n` local pilots of `cores` cores without a walltime.
 pub fn local_pilots(n: u32, cores: u32) -> Vec<PilotRequest> {
-    (0..n)
-        .map(|_| PilotRequest::local(cores))
-        .collect()
+    (0..n).map(|_| PilotRequest::local(cores)).collect()
 }
 
 /// Tests that take a shared service down (RabbitMQ restarts, the soak) hold this lock, so

@@ -48,6 +48,17 @@ pub struct GlobalArgs {
     /// Print only what was asked for (no progress, no summary).
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Log format: `text` or `json` (one JSON object a line, with span fields).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written to stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The effective configuration.

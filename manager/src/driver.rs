@@ -370,6 +370,7 @@ impl Driver {
                 }
             }
             self.bind_ready_tasks().await?;
+            crate::metrics::get().observe(&self.counts, self.pilots.values().map(|p| p.state));
             progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
         }
     }
@@ -625,6 +626,7 @@ impl Driver {
 
     fn push_ready(&mut self, i: usize) {
         let s = &self.specs[i];
+        crate::metrics::get().ready(s.id);
         self.ready.push(ReadyKey {
             priority: s.priority,
             est_ms: (s.est_duration_s.max(0.0) * 1000.0) as u64,
@@ -883,6 +885,16 @@ impl Driver {
         for (id, state, why) in lost {
             self.lose_pilot(id, state, &why).await?;
         }
+        let active = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| p.registered && p.state == PilotState::Active);
+        crate::metrics::sample_queue_depth(
+            self.broker.as_ref(),
+            &self.c,
+            active.map(|(id, _)| *id),
+        )
+        .await;
         Ok(())
     }
 
@@ -1059,6 +1071,7 @@ impl Driver {
             }
             self.tasks[i].attempt += 1;
             self.tasks[i].pilot = Some(pilot);
+            crate::metrics::get().bound(self.specs[i].id);
             self.set_state(i, TaskState::Scheduled);
             let cs = queued_cost(&self.specs[i]);
             if let Some(ps) = self.pilots.get_mut(&pilot) {
@@ -1086,6 +1099,9 @@ impl Driver {
                 let chunk = chunk.to_vec();
                 self.rebind(&chunk, &format!("publish to pilot failed: {e}"))
                     .await?;
+            } else {
+                crate::metrics::get().published.inc_by(chunk.len() as u64);
+                crate::metrics::get().batches.inc();
             }
         }
         Ok(())

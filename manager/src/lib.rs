@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod driver;
+pub mod metrics;
 pub mod pilots;
 pub mod planner;
 pub mod progress;

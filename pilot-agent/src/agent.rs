@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 /// Everything an agent needs to know about itself.
 #[derive(Clone, Debug)]
@@ -290,6 +291,8 @@ async fn core_loop(
 
     let return_task = |t: &BoundTask, why: &str, summary: &mut AgentSummary| {
         summary.returned += 1;
+        crate::metrics::get().returned.inc();
+        crate::metrics::get().forget(t.spec.id);
         reporter.send(
             Transition {
                 pilot: Some(None),
@@ -310,6 +313,7 @@ async fn core_loop(
                     }
                     if let Err(reason) = sched.can_ever_fit(&request_of(&t)) {
                         summary.failed += 1;
+                        crate::metrics::get().failed.inc();
                         reporter.send(
                             Transition::new(t.spec.id, t.attempt, TaskState::Failed)
                                 .with_reason(format!("can never fit this pilot: {reason}"))
@@ -347,10 +351,12 @@ async fn core_loop(
                 let tr = match outcome {
                     RunOutcome::Success => {
                         summary.done += 1;
+                        crate::metrics::get().done.inc();
                         t(TaskState::Done).with_exit(Some(0))
                     }
                     RunOutcome::Failed { exit_code, reason } => {
                         summary.failed += 1;
+                        crate::metrics::get().failed.inc();
                         t(TaskState::Failed)
                             .with_exit(exit_code)
                             .with_reason(reason)
@@ -358,10 +364,12 @@ async fn core_loop(
                     }
                     RunOutcome::SpawnFailed { reason } => {
                         summary.failed += 1;
+                        crate::metrics::get().failed.inc();
                         t(TaskState::Failed).with_reason(reason).failure()
                     }
                     RunOutcome::WalltimeExceeded { walltime_s } => {
                         summary.failed += 1;
+                        crate::metrics::get().failed.inc();
                         t(TaskState::Failed)
                             .with_reason(format!(
                                 "exceeded its walltime of {walltime_s} s; its process group was killed"
@@ -372,6 +380,7 @@ async fn core_loop(
                         Some(KillReason::Cancel) => t(TaskState::Canceled).with_reason("canceled"),
                         _ => {
                             summary.returned += 1;
+                            crate::metrics::get().returned.inc();
                             Transition {
                                 pilot: Some(None),
                                 ..t(TaskState::Ready)
@@ -386,6 +395,7 @@ async fn core_loop(
                 for id in task_ids {
                     if let Some(pos) = pending.iter().position(|t| t.spec.id == id) {
                         let t = pending.remove(pos).expect("position is valid");
+                        crate::metrics::get().forget(id);
                         reporter.send(
                             Transition::new(id, t.attempt, TaskState::Canceled)
                                 .with_reason("canceled"),
@@ -462,6 +472,7 @@ async fn core_loop(
         load.running.store(running.len() as u32, Ordering::Relaxed);
         load.queued.store(pending.len() as u32, Ordering::Relaxed);
         let _ = pending_tx.send(pending.len());
+        crate::metrics::get().occupancy(busy, cfg.total_cores(), pending.len());
 
         if draining.is_some() && running.is_empty() && pending.is_empty() {
             summary.reason = draining.unwrap_or_default();
@@ -484,6 +495,7 @@ fn start_task(
     let attempt = t.attempt;
     match executor::start(&t.spec, attempt, &slots, workdir) {
         Err(outcome) => {
+            crate::metrics::get().forget(id);
             let _ = tx.send(CoreMsg::Finished {
                 task: id,
                 attempt,
@@ -501,6 +513,7 @@ fn start_task(
         }
         Ok(run) => {
             reporter.send(Transition::new(id, attempt, TaskState::Executing));
+            crate::metrics::get().started(id);
             let (kill_tx, kill_rx) = oneshot::channel();
             running.insert(
                 id,
@@ -511,15 +524,19 @@ fn start_task(
                 },
             );
             let tx = tx.clone();
-            tokio::spawn(async move {
-                let outcome = run.wait(kill_rx).await;
-                let _ = tx.send(CoreMsg::Finished {
-                    task: id,
-                    attempt,
-                    slots,
-                    outcome,
-                });
-            });
+            let span = tracing::info_span!("task", task = %id, attempt);
+            tokio::spawn(
+                async move {
+                    let outcome = run.wait(kill_rx).await;
+                    let _ = tx.send(CoreMsg::Finished {
+                        task: id,
+                        attempt,
+                        slots,
+                        outcome,
+                    });
+                }
+                .instrument(span),
+            );
         }
     }
 }
@@ -618,7 +635,10 @@ async fn accept(c: &CampaignId, store: &dyn StateStore, tasks: Vec<BoundTask>) -
         .into_iter()
         .zip(outcomes)
         .filter_map(|(t, o)| match o {
-            TransitionOutcome::Applied => Some(t),
+            TransitionOutcome::Applied => {
+                crate::metrics::get().accepted(t.spec.id);
+                Some(t)
+            }
             other => {
                 tracing::debug!(task = %t.spec.id, attempt = t.attempt, outcome = ?other, "dropping a task this pilot may not run");
                 None
@@ -673,7 +693,10 @@ async fn heartbeat(
             queued: load.queued.load(Ordering::Relaxed),
         };
         if let Err(e) = store.heartbeat(&cfg.campaign, &cfg.pilot, ttl, l).await {
+            crate::metrics::get().heartbeat_failures.inc();
             tracing::warn!(error = %e, "heartbeat failed");
+        } else {
+            crate::metrics::get().heartbeats.inc();
         }
         beats += 1;
         if beats.is_multiple_of(5) {

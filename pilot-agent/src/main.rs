@@ -66,22 +66,48 @@ struct Args {
     /// Task messages in flight from the broker.
     #[arg(long, default_value_t = 8)]
     prefetch: u16,
+    /// Serve Prometheus metrics (`/metrics`, `/healthz`) on this address (`127.0.0.1:0`
+    /// picks a free port, logged at start).
+    #[arg(long, env = "EMANAGER_AGENT_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// Log format: `text` or `json` (one JSON object a line, with span fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
-fn init_logs(file: Option<&PathBuf>) -> anyhow::Result<()> {
+/// How logs are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(file: Option<&PathBuf>, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if format == LogFormat::Json {
+        let builder = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter);
+        return match file {
+            Some(path) => {
+                builder
+                    .with_writer(std::sync::Mutex::new(open_log(path)?))
+                    .init();
+                Ok(())
+            }
+            None => {
+                builder.with_writer(std::io::stderr).init();
+                Ok(())
+            }
+        };
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
         Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).ok();
-            }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            let f = open_log(path)?;
             builder
                 .with_ansi(false)
                 .with_writer(std::sync::Mutex::new(f))
@@ -90,6 +116,17 @@ fn init_logs(file: Option<&PathBuf>) -> anyhow::Result<()> {
         None => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+fn open_log(path: &PathBuf) -> anyhow::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open log file {}", path.display()))
 }
 
 async fn stop_signal() {
@@ -105,7 +142,7 @@ async fn stop_signal() {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let Err(e) = init_logs(args.log_file.as_ref()) {
+    if let Err(e) = init_logs(args.log_file.as_ref(), args.log_format) {
         eprintln!("pilot-agent: {e:#}");
         std::process::exit(2);
     }
@@ -126,6 +163,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         mem_mb: args.mem_mb,
     });
     let pilot = args.pilot.unwrap_or_else(PilotId::random);
+    if let Some(addr) = &args.metrics_addr {
+        pilot_agent::metrics::get();
+        emanager_shared::metrics::info(
+            "em_agent_info",
+            "The agent's identity (value 1).",
+            &[
+                ("campaign", &args.campaign.to_string()),
+                ("pilot", &pilot.to_string()),
+                ("version", env!("CARGO_PKG_VERSION")),
+            ],
+        );
+        let bound = emanager_shared::metrics::serve(addr).await?;
+        eprintln!("pilot-agent: metrics on http://{bound}/metrics");
+    }
     let mut cfg = AgentConfig::new(args.campaign, pilot, nodes, args.workdir.clone());
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms.max(100));
     cfg.walltime_end_ms = args
@@ -143,6 +194,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     let broker = AmqpBroker::connect(&args.amqp_url).await?;
     let store = RedisStore::connect(&args.redis_url).await?;
-    pilot_agent::run(cfg, Arc::new(broker), Arc::new(store), stop_signal()).await?;
+    let span = tracing::info_span!("agent", campaign = %args.campaign, pilot = %pilot);
+    tracing::Instrument::instrument(
+        pilot_agent::run(cfg, Arc::new(broker), Arc::new(store), stop_signal()),
+        span,
+    )
+    .await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod broker;
 pub mod catalog;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod state;

@@ -1,6 +1,7 @@
 //! The `emanager` command line. `main.rs` only calls [`main`]; every subcommand lives in a
 //! module of its own here.
 
+mod agents;
 mod output;
 mod read;
 mod run;
@@ -79,6 +80,7 @@ pub enum Command {
     List(read::ListArgs),
     Report(read::ReportArgs),
     Validate(read::ValidateArgs),
+    Agents(agents::AgentsArgs),
     /// Generate a concrete workflow from a skeleton (EManager's TOML skeletons or the
     /// original Application Skeleton `.input` format).
     ///
@@ -91,7 +93,7 @@ pub enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logs(cli.global.quiet);
+    init_logs(cli.global.quiet, cli.global.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -122,14 +124,25 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::List(a) => read::list(&g, a).await,
         Command::Report(a) => read::report(&g, a).await,
         Command::Validate(a) => read::validate(&g, a).await,
+        Command::Agents(a) => agents::agents(&g, a).await,
         Command::Skeleton(a) => crate::skeleton::run(&a).map(|_| exit::OK).input(),
     }
 }
 
-fn init_logs(quiet: bool) {
+fn init_logs(quiet: bool, format: crate::config::LogFormat) {
     let default = if quiet { "error" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if format == crate::config::LogFormat::Json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

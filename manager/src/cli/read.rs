@@ -64,7 +64,7 @@ pub struct ValidateArgs {
     pub workflow: PathBuf,
 }
 
-async fn store(g: &GlobalArgs) -> Result<std::sync::Arc<dyn StateStore>, CliError> {
+pub(super) async fn store(g: &GlobalArgs) -> Result<std::sync::Arc<dyn StateStore>, CliError> {
     let cfg = Config::resolve(g, None, None).input()?;
     Services::store_only(&cfg).await.infra()
 }

@@ -31,6 +31,37 @@ pub struct RunArgs {
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Prometheus exporter of the manager.
+#[derive(clap::Args, Debug, Default)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics (`/metrics`, `/healthz`) on this address, e.g.
+    /// `127.0.0.1:9464` (`:0` picks a free port, printed at start).
+    #[arg(long, env = "EMANAGER_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+impl MetricsArgs {
+    async fn start(&self, campaign: &CampaignId) -> Result<(), CliError> {
+        let Some(addr) = &self.metrics_addr else {
+            return Ok(());
+        };
+        crate::metrics::get();
+        emanager_shared::metrics::info(
+            "em_manager_info",
+            "The manager's identity (value 1).",
+            &[
+                ("campaign", &campaign.to_string()),
+                ("version", env!("CARGO_PKG_VERSION")),
+            ],
+        );
+        let bound = emanager_shared::metrics::serve(addr).await.input()?;
+        eprintln!("emanager: metrics on http://{bound}/metrics");
+        Ok(())
+    }
 }
 
 /// Options that apply when the workflow file is a skeleton.
@@ -61,6 +92,9 @@ pub struct SubmitArgs {
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
+    // Passed on to the background manager (`emanager resume --metrics-addr`).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Continue a campaign whose manager stopped (killed, interrupted, machine rebooted).
@@ -71,6 +105,8 @@ pub struct SubmitArgs {
 #[command(verbatim_doc_comment)]
 pub struct ResumeArgs {
     pub campaign: CampaignId,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Reads and validates a workflow file, or generates one from a skeleton; invalid input is
@@ -158,6 +194,7 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
+    a.metrics.start(&id).await?;
     let opts = options(&cfg);
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)
         .await
@@ -188,9 +225,18 @@ async fn drive_and_report(
 ) -> CliResult {
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = tx.send(());
+        // Ctrl-C and SIGTERM (service managers, batch systems) both leave it resumable.
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => s.recv().await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_err() { return },
+            _ = term => {}
         }
+        let _ = tx.send(());
     });
     let total = wf.tasks.len() as u64;
     let mode = if g.json {
@@ -208,7 +254,10 @@ async fn drive_and_report(
         progress: Progress::new(mode, total),
         interrupt: Some(rx),
     };
-    let outcome = driver::drive(ctx).await.infra()?;
+    let span = tracing::info_span!("campaign", campaign = %id);
+    let outcome = tracing::Instrument::instrument(driver::drive(ctx), span)
+        .await
+        .infra()?;
     print_outcome(&outcome, g.json, g.quiet);
     Ok(match outcome.ending {
         Ending::Interrupted => {
@@ -276,6 +325,12 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
     if let Some(c) = &cfg.config_file {
         cmd.arg("--config").arg(c);
     }
+    if let Some(m) = &a.metrics.metrics_addr {
+        cmd.arg("--metrics-addr").arg(m);
+    }
+    if g.log_format == crate::config::LogFormat::Json {
+        cmd.arg("--log-format").arg("json");
+    }
     use std::os::unix::process::CommandExt;
     cmd.process_group(0);
     cmd.spawn()
@@ -326,6 +381,7 @@ pub async fn resume(g: &GlobalArgs, a: ResumeArgs) -> CliResult {
             exit::TASKS_FAILED
         });
     }
+    a.metrics.start(&a.campaign).await?;
     if !g.quiet && !g.json {
         eprintln!(
             "resuming campaign {} · {} · {} tasks",

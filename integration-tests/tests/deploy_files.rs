@@ -1,0 +1,138 @@
+//! The deployable files in `deploy/` stay valid: the compose file and the RabbitMQ
+//! definitions parse and say what docs/operations.md promises, Redis persists, the units and
+//! batch templates start the binaries with flags that exist.
+
+use std::path::PathBuf;
+
+fn deploy(path: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy")
+        .join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn compose_file_runs_rabbitmq_with_management_redis_with_aof_and_the_bundle_service() {
+    let c: serde_yaml::Value = serde_yaml::from_str(&deploy("compose.yaml")).expect("valid YAML");
+    let services = c["services"].as_mapping().expect("services");
+    let image = |s: &str| {
+        c["services"][s]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        image("rabbitmq").contains("management"),
+        "{}",
+        image("rabbitmq")
+    );
+    assert!(image("redis").starts_with("redis"));
+    let redis_cmd: Vec<&str> = c["services"]["redis"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(redis_cmd.iter().any(|a| a.ends_with("emanager.conf")));
+    let bundles: Vec<&str> = c["services"]["bundles"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for flag in ["bundle-service", "--catalog", "--listen", "--redis-url"] {
+        assert!(bundles.contains(&flag), "bundle command lacks {flag}");
+    }
+    // Every bind-mounted file exists.
+    for (name, svc) in services {
+        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+            let src = v.as_str().unwrap().split(':').next().unwrap();
+            if src.starts_with('.') {
+                let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../deploy")
+                    .join(src);
+                assert!(p.exists(), "{name:?} mounts missing {}", p.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn rabbitmq_definitions_give_a_vhost_a_least_privilege_user_and_a_quorum_policy() {
+    let d: serde_json::Value =
+        serde_json::from_str(&deploy("rabbitmq/definitions.json")).expect("valid JSON");
+    assert_eq!(d["vhosts"][0]["name"], "emanager");
+    let user = &d["users"][0];
+    assert_eq!(user["name"], "emanager");
+    assert_eq!(
+        user["tags"].as_array().map(Vec::len),
+        Some(0),
+        "no admin tags"
+    );
+    let perm = &d["permissions"][0];
+    assert_eq!(perm["vhost"], "emanager");
+    for what in ["configure", "write", "read"] {
+        let re = perm[what].as_str().unwrap();
+        assert_ne!(re, ".*", "{what} is not restricted");
+        assert!(re.starts_with('^') && re.contains("em\\."), "{what}: {re}");
+    }
+    let policy = d["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pattern"] == "^em\\.")
+        .expect("a policy for ^em\\.");
+    assert_eq!(policy["apply-to"], "queues");
+    assert!(policy["definition"]["delivery-limit"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        policy["definition"]["dead-letter-exchange"], "emanager.dlx",
+        "the DLX shared/src/broker/amqp.rs declares"
+    );
+}
+
+#[test]
+fn redis_configuration_persists_with_aof_every_second() {
+    let conf = deploy("redis/emanager.conf");
+    let lines: Vec<&str> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    assert!(lines.contains(&"appendonly yes"));
+    assert!(lines.contains(&"appendfsync everysec"));
+    assert!(lines.contains(&"maxmemory-policy noeviction"));
+}
+
+#[test]
+fn units_and_batch_templates_use_flags_the_agent_has() {
+    let help = std::process::Command::new(integration_tests::workspace_bin("pilot-agent"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    for file in [
+        "systemd/pilot-agent@.service",
+        "templates/agent.sbatch",
+        "templates/agent.qsub",
+    ] {
+        let text = deploy(file);
+        let flags: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| w.split('=').next().unwrap())
+            .filter(|w| !w.starts_with("--export") && !w.starts_with("--signal"))
+            .filter(|w| !matches!(*w, "--nodes" | "--time" | "--output" | "--job-name"))
+            .collect();
+        assert!(!flags.is_empty(), "{file}");
+        for f in flags {
+            let f = f.trim_end_matches(['"', '\'']);
+            assert!(help.contains(f), "{file}: pilot-agent has no flag {f}");
+        }
+    }
+    let unit = deploy("systemd/pilot-agent@.service");
+    assert!(unit.contains("--campaign %i") && unit.contains("KillSignal=SIGTERM"));
+    let bundle = deploy("systemd/bundle-service.service");
+    for flag in ["--catalog", "--listen", "--redis-url"] {
+        assert!(bundle.contains(flag), "bundle-service.service lacks {flag}");
+    }
+}
