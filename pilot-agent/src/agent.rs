@@ -625,8 +625,7 @@ async fn accept(c: &CampaignId, store: &dyn StateStore, tasks: Vec<BoundTask>) -
             Ok(o) => break o,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot persist AGENT_QUEUED; retrying");
-                tokio::time::sleep(Duration::from_millis((100u64 << attempt.min(5)).min(3_000)))
-                    .await;
+                tokio::time::sleep(emanager_shared::util::backoff(attempt)).await;
                 attempt += 1;
             }
         }

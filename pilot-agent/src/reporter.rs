@@ -5,7 +5,6 @@
 use emanager_shared::store::StateStore;
 use emanager_shared::{CampaignId, Transition, TransitionOutcome};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Most transitions sent in one store call.
@@ -56,10 +55,7 @@ pub fn spawn(
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, pending = batch.len(), "cannot report transitions; retrying");
-                        tokio::time::sleep(Duration::from_millis(
-                            (100u64 << attempt.min(5)).min(3_000),
-                        ))
-                        .await;
+                        tokio::time::sleep(emanager_shared::util::backoff(attempt)).await;
                         attempt += 1;
                     }
                 }

@@ -11,6 +11,7 @@ pub mod model;
 pub mod protocol;
 pub mod state;
 pub mod store;
+pub mod util;
 
 pub use ids::{CampaignId, PilotId, TaskId};
 pub use model::{now_ms, BoundTask, TaskRecord, TaskSpec, Transition, TransitionOutcome};

@@ -2,6 +2,7 @@
 //! persistent messages, and reconnection with backoff after a broker restart.
 
 use super::*;
+use crate::util::backoff;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -49,10 +50,6 @@ fn op_err(op: &'static str, e: impl std::fmt::Display) -> BrokerError {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(5)).min(3_000))
-}
-
 impl AmqpBroker {
     /// Connects once, failing fast with a message that names the URL when it cannot.
     pub async fn connect(url: &str) -> BrokerResult<Self> {
@@ -80,7 +77,7 @@ impl AmqpBroker {
             tokio::time::sleep(backoff(attempt)).await;
         }
         Err(BrokerError::Unreachable {
-            url: redact(url),
+            url: crate::util::redact_url(url),
             reason: last,
         })
     }
@@ -161,20 +158,6 @@ impl AmqpBroker {
                 }
             }
         }
-    }
-}
-
-/// Hides the password of an AMQP URL in messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &creds[..colon], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -591,17 +574,5 @@ impl Broker for AmqpBroker {
             }
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
-        assert_eq!(super::redact("amqp://host"), "amqp://host");
     }
 }

@@ -35,23 +35,31 @@ fn k_lease(c: &CampaignId) -> String {
     format!("em:{{{c}}}:lease")
 }
 
+/// `local legal = { [from] = {[to]=true, ...}, ... }` from a state machine's table; `key`
+/// renders a state as a Lua table key.
+fn lua_legal_table<S: Copy>(
+    all: &[S],
+    targets: fn(S) -> &'static [S],
+    key: impl Fn(S) -> String,
+) -> String {
+    let mut legal = String::from("local legal = {\n");
+    for &from in all {
+        let to: Vec<String> = targets(from)
+            .iter()
+            .map(|&t| format!("[{}]=true", key(t)))
+            .collect();
+        legal.push_str(&format!("  [{}] = {{{}}},\n", key(from), to.join(", ")));
+    }
+    legal.push_str("}\n");
+    legal
+}
+
 /// The Lua source of the batched task-transition script, with the legality table of
 /// `TaskState::legal_targets` written into it.
 pub fn transition_script() -> String {
-    let mut legal = String::from("local legal = {\n");
-    for from in TaskState::ALL {
-        let targets: Vec<String> = from
-            .legal_targets()
-            .iter()
-            .map(|t| format!("[{}]=true", t.code()))
-            .collect();
-        legal.push_str(&format!(
-            "  [{}] = {{{}}},\n",
-            from.code(),
-            targets.join(", ")
-        ));
-    }
-    legal.push_str("}\n");
+    let legal = lua_legal_table(&TaskState::ALL, TaskState::legal_targets, |t| {
+        t.code().to_string()
+    });
     format!(
         r#"-- Generated from emanager_shared::state::TaskState::legal_targets. Do not edit.
 -- KEYS[1] tasks hash, KEYS[2] events stream
@@ -107,20 +115,9 @@ return out
 }
 
 fn pilot_transition_script() -> String {
-    let mut legal = String::from("local legal = {\n");
-    for from in PilotState::ALL {
-        let targets: Vec<String> = from
-            .legal_targets()
-            .iter()
-            .map(|t| format!("['{}']=true", t.as_str()))
-            .collect();
-        legal.push_str(&format!(
-            "  ['{}'] = {{{}}},\n",
-            from.as_str(),
-            targets.join(", ")
-        ));
-    }
-    legal.push_str("}\n");
+    let legal = lua_legal_table(&PilotState::ALL, PilotState::legal_targets, |p| {
+        format!("'{}'", p.as_str())
+    });
     format!(
         r#"-- Generated from emanager_shared::state::PilotState::legal_targets. Do not edit.
 -- KEYS[1] pilot hash, KEYS[2] events stream; ARGV: pilot id, to, reason
@@ -173,18 +170,11 @@ fn op_err(op: &'static str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_string(),
-    }
-}
-
 impl RedisStore {
     /// Connects, failing fast with a message that names the URL when it cannot.
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let unreachable = |reason: String| StoreError::Unreachable {
-            url: redact(url),
+            url: crate::util::redact_url(url),
             reason,
         };
         let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
