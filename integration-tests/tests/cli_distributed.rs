@@ -239,3 +239,35 @@ fn an_unreachable_broker_names_its_url_and_nothing_falls_back_to_embedded() {
             "drop --amqp-url to run in embedded mode",
         ));
 }
+
+#[test]
+fn resources_shows_the_bundle_snapshots_in_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("it-{}", uuid::Uuid::new_v4().simple());
+    let snapshot = emanager_bundles::Snapshot {
+        site: site.clone(),
+        taken_ms: emanager_shared::now_ms(),
+        errors: vec![format!("probe of {site} failed: test")],
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(emanager_bundles::snapshot_store::write_snapshot(
+        &integration_tests::redis_url(),
+        &snapshot,
+        Duration::from_secs(60),
+    ))
+    .unwrap();
+    emanager(dir.path())
+        .arg("resources")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(site.as_str()));
+    let out = emanager(dir.path())
+        .args(["resources", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(json(&out).is_object());
+}

@@ -81,6 +81,7 @@ pub enum Command {
     Report(read::ReportArgs),
     Validate(read::ValidateArgs),
     Agents(agents::AgentsArgs),
+    Resources(read::ResourcesArgs),
     /// Generate a concrete workflow from a skeleton (EManager's TOML skeletons or the
     /// original Application Skeleton `.input` format).
     ///
@@ -125,6 +126,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Report(a) => read::report(&g, a).await,
         Command::Validate(a) => read::validate(&g, a).await,
         Command::Agents(a) => agents::agents(&g, a).await,
+        Command::Resources(a) => read::resources(&g, a).await,
         Command::Skeleton(a) => crate::skeleton::run(&a).map(|_| exit::OK).input(),
     }
 }

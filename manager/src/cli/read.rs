@@ -414,3 +414,36 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
         }
     }
 }
+
+/// Show what the bundle services know about each resource and queue: nodes free/busy/down,
+/// jobs running and queued, limits, probe staleness, pilot queues (merged over every site's
+/// snapshot in Redis).
+///
+/// Example:
+///   bundle-service --catalog examples/resources.toml --once   # or run it as a service
+///   emanager resources --redis-url redis://127.0.0.1:6379/ --json
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ResourcesArgs {}
+
+pub async fn resources(g: &GlobalArgs, _a: ResourcesArgs) -> CliResult {
+    let cfg = Config::resolve(g, None, None).input()?;
+    let snapshots = emanager_bundles::read_snapshots(&cfg.redis_url_or_default())
+        .await
+        .infra()?;
+    if snapshots.is_empty() {
+        if g.json {
+            println!("[]");
+        } else {
+            println!("no bundle snapshots in this Redis; start `bundle-service --catalog resources.toml --redis-url ...` (docs/bundles.md)");
+        }
+        return Ok(exit::OK);
+    }
+    if g.json {
+        let merged = emanager_bundles::merge(&snapshots);
+        println!("{}", serde_json::to_string(&merged).unwrap_or_default());
+    } else {
+        print!("{}", emanager_bundles::render_table(&snapshots));
+    }
+    Ok(exit::OK)
+}
