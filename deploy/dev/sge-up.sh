@@ -84,8 +84,11 @@ cp "$QM_PID" "$RUN/qmaster.pid" 2>/dev/null || true
 # --- global and scheduler configuration ---------------------------------------------------
 mkdir -p "$WORK/cfg"
 qconf -sconf global >"$WORK/cfg/global"
-if ! grep -Eq '^min_uid +0$' "$WORK/cfg/global" || ! grep -q 'flush_time=00:00:01' "$WORK/cfg/global"; then
-  say "global config: min_uid/min_gid 0, accounting flush every second"
+if ! grep -Eq '^min_uid +0$' "$WORK/cfg/global" || ! grep -q 'flush_time=00:00:01' "$WORK/cfg/global" \
+  || ! grep -Eq '^login_shells +none$' "$WORK/cfg/global"; then
+  # login_shells none: job shells are not login shells, so a profile's interactive setup
+  # (e.g. pyenv's rehash, which waits up to 60 s on a lock) does not stall or outlive jobs.
+  say "global config: min_uid/min_gid 0, accounting flush every second, no login shells"
   # reporting_params spans two lines (backslash continuation): rewrite it whole.
   awk '
     /^reporting_params/ {print "reporting_params             accounting=true reporting=false flush_time=00:00:01 joblog=false sharelog=00:00:00"; skip=1; next}
@@ -93,6 +96,7 @@ if ! grep -Eq '^min_uid +0$' "$WORK/cfg/global" || ! grep -q 'flush_time=00:00:0
     {skip=0}
     /^min_uid/ {print "min_uid                      0"; next}
     /^min_gid/ {print "min_gid                      0"; next}
+    /^login_shells/ {print "login_shells                 none"; next}
     {print}
   ' "$WORK/cfg/global" >"$WORK/cfg/global.new"
   mv "$WORK/cfg/global.new" "$WORK/cfg/global"

@@ -44,6 +44,16 @@ if ! grep -qF "$(cat /root/.ssh/id_ed25519.pub)" /root/.ssh/authorized_keys; the
   cat /root/.ssh/id_ed25519.pub >>/root/.ssh/authorized_keys
 fi
 
+# bash sources ~/.bashrc even for `ssh host command`; an interactive setup there (pyenv
+# init runs `pyenv rehash`, which serialises on a lock for up to 60 s per session) would
+# stall every batch command the SSH adapter runs. Sessions of this sshd skip it.
+GUARD='[ -n "${EMANAGER_SSH:-}" ] && return  # added by emanager deploy/dev/ssh-up.sh'
+if [ -f /root/.bashrc ] && ! grep -qF "$GUARD" /root/.bashrc; then
+  say "making /root/.bashrc return early in sessions of the dev sshd"
+  { printf '%s\n' "$GUARD"; cat /root/.bashrc; } >/root/.bashrc.emanager-tmp
+  cat /root/.bashrc.emanager-tmp >/root/.bashrc && rm -f /root/.bashrc.emanager-tmp
+fi
+
 cat >"$CONF.tmp" <<EOF
 # Written by deploy/dev/ssh-up.sh
 Port $PORT
@@ -59,6 +69,8 @@ UsePAM no
 MaxSessions 64
 MaxStartups 64:30:128
 AcceptEnv LANG LC_*
+# Batch commands over this sshd get a clean shell (see the .bashrc guard below).
+SetEnv EMANAGER_SSH=1
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 CHANGED=1
