@@ -390,7 +390,7 @@ impl Driver {
             );
         }
         self.counts.total = self.specs.len() as u64;
-        for (i, spec) in self.specs.iter().enumerate() {
+        for spec in &self.specs {
             let rec = records.get(&spec.id).cloned().unwrap_or_default();
             self.tasks.push(TaskSlot {
                 state: rec.state(),
@@ -399,7 +399,6 @@ impl Driver {
                 pilot: rec.pilot(),
                 final_failure: rec.state() == TaskState::Failed && rec.f > spec.retries,
             });
-            let _ = i;
         }
         // Replay DONE tasks through the DAG so dependents are where they should be.
         for i in 0..self.tasks.len() {
@@ -762,11 +761,12 @@ impl Driver {
     }
 
     async fn cancel_dependents(&mut self, i: usize) -> anyhow::Result<()> {
-        let deps = self.dag.dependents(i);
+        // `fail` walks each later task once over all failures, not once per failure.
+        let deps = self.dag.fail(i);
         if deps.is_empty() {
             return Ok(());
         }
-        let why = format!("parent `{}` failed", self.specs[i].name);
+        let why = crate::workflow::dag::parent_failed_reason(&self.specs[i].name);
         let targets: Vec<usize> = deps
             .into_iter()
             .filter(|&d| !self.tasks[d].state.is_final())

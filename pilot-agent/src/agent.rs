@@ -461,7 +461,6 @@ async fn core_loop(
                 Some(slots) => {
                     let t = pending.remove(i).expect("index is valid");
                     start_task(&t, slots, &workdir, &reporter, &tx, &mut running);
-                    let _ = req;
                 }
                 None => i += 1,
             }
