@@ -152,6 +152,7 @@ impl Campaign {
             max_pilot_replacements: 0,
             pilot_start_timeout_s: 60,
             catalog_toml: None,
+            catalog_dir: None,
         };
         let id = CampaignId::random();
         campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)

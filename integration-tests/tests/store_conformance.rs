@@ -240,6 +240,30 @@ async fn pilots_follow_their_state_machine_and_heartbeats_expire() {
 }
 
 #[tokio::test]
+async fn a_pilot_job_id_is_recorded_without_touching_the_rest_of_the_record() {
+    for (name, s) in stores().await {
+        let c = CampaignId::random();
+        s.create_campaign(&meta(c)).await.unwrap();
+        let p = PilotId::random();
+        let mut rec = PilotRecord::new(p, "localhost-slurm");
+        rec.state = PilotState::Active;
+        rec.cores = 8;
+        s.put_pilot(&c, &rec).await.unwrap();
+        s.set_pilot_job(&c, &p, "4242").await.unwrap();
+        let v = s.pilots(&c).await.unwrap().pop().unwrap();
+        assert_eq!(
+            (v.record.job_id.as_str(), v.record.state, v.record.cores),
+            ("4242", PilotState::Active, 8),
+            "{name}"
+        );
+        // An unknown pilot gets no partial record.
+        s.set_pilot_job(&c, &PilotId::random(), "1").await.unwrap();
+        assert_eq!(s.pilots(&c).await.unwrap().len(), 1, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn a_second_manager_is_refused_while_the_lease_is_held() {
     for (name, s) in stores().await {
         let c = CampaignId::random();

@@ -36,6 +36,11 @@ fn one() -> u32 {
 }
 
 impl PilotRequest {
+    /// Cores of one node of the pilot.
+    pub fn node_cores(&self) -> u32 {
+        self.cores / self.nodes.max(1)
+    }
+
     /// A pilot process on this host.
     pub fn local(cores: u32) -> Self {
         PilotRequest {
@@ -95,6 +100,9 @@ pub struct CampaignOptions {
     /// The resource catalog (TOML text) batch pilots are submitted with.
     #[serde(default)]
     pub catalog_toml: Option<String>,
+    /// The folder the catalog was read from (its relative template paths start there).
+    #[serde(default)]
+    pub catalog_dir: Option<PathBuf>,
 }
 
 impl Default for CampaignOptions {
@@ -107,6 +115,7 @@ impl Default for CampaignOptions {
             max_pilot_replacements: 2,
             pilot_start_timeout_s: 60,
             catalog_toml: None,
+            catalog_dir: None,
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: Option<u64>,
     pub max_pilot_replacements: Option<u32>,
+    /// Resource catalog (`resources.toml`) for batch pilots, `--pilot` and the planner.
+    pub resources: Option<PathBuf>,
 }
 
 /// Options every command shares (flags, each with its environment variable).
@@ -39,6 +41,10 @@ pub struct GlobalArgs {
     /// Directory for task sandboxes and pilot logs.
     #[arg(long, env = "EMANAGER_WORKDIR", global = true, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// Resource catalog (`resources.toml`, see docs/resources.md): the machines pilots may
+    /// run on, for `--pilot`, the planner and `validate`.
+    #[arg(long, env = "EMANAGER_RESOURCES", global = true, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
     /// Print the effective configuration and exit.
     #[arg(long, global = true)]
     pub print_config: bool,
@@ -76,11 +82,23 @@ pub struct Config {
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: u64,
     pub max_pilot_replacements: u32,
+    pub resources: Option<PathBuf>,
 }
 
 impl Config {
     pub fn distributed(&self) -> bool {
         self.amqp_url.is_some()
+    }
+
+    /// The resource catalog, when one is configured.
+    pub fn catalog(&self) -> anyhow::Result<Option<emanager_shared::catalog::Catalog>> {
+        self.resources
+            .as_ref()
+            .map(|p| {
+                emanager_shared::catalog::Catalog::load(p)
+                    .with_context(|| format!("resource catalog {}", p.display()))
+            })
+            .transpose()
     }
 
     /// The Redis URL for read commands (status, list, report): the configured one or the default.
@@ -124,6 +142,7 @@ impl Config {
             agent_bin: file.agent_bin,
             pilot_start_timeout_s: file.pilot_start_timeout_s.unwrap_or(60),
             max_pilot_replacements: file.max_pilot_replacements.unwrap_or(2),
+            resources: g.resources.clone().or(file.resources),
         };
         if cfg.pilots == 0 {
             anyhow::bail!("--pilots must be at least 1");
@@ -150,7 +169,7 @@ fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<Path
         .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
     let file: FileConfig = toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {}valid keys: amqp_url, redis_url, workdir, pilots, cores_per_pilot, heartbeat_ms, lookahead_s, agent_bin, pilot_start_timeout_s, max_pilot_replacements",
+            "{}: {}valid keys: amqp_url, redis_url, workdir, pilots, cores_per_pilot, heartbeat_ms, lookahead_s, agent_bin, pilot_start_timeout_s, max_pilot_replacements, resources",
             path.display(),
             e
         )

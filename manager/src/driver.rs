@@ -6,7 +6,7 @@
 //! `resume` (a campaign another manager left) are the same code.
 
 use crate::campaign::{CampaignOptions, PilotRequest};
-use crate::pilots::{LaunchedPilot, Launcher};
+use crate::pilots::{LaunchState, LaunchedPilot, Launcher, Sites};
 use crate::progress::Progress;
 use crate::workflow::dag::Dag;
 use crate::workflow::Workflow;
@@ -124,6 +124,8 @@ struct PilotSlot {
     bound: HashSet<usize>,
     done: u64,
     reason: String,
+    /// Asked to drain because no work is left for it.
+    released: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -171,6 +173,7 @@ struct Driver {
     store: Arc<dyn StateStore>,
     broker: Arc<dyn Broker>,
     launcher: Launcher,
+    sites: Sites,
     opts: CampaignOptions,
     specs: Vec<TaskSpec>,
     index: HashMap<TaskId, usize>,
@@ -215,8 +218,9 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
     let mut interrupt = ctx.interrupt.take();
     let started = Instant::now();
     let mut store_outages = 0;
+    let mut sites = Sites::from_options(&ctx.opts)?;
     loop {
-        let mut d = Driver::new(&ctx, launcher, holder.clone(), started);
+        let mut d = Driver::new(&ctx, launcher, sites, holder.clone(), started);
         let mut result = d.run(&mut ctx.progress, &mut interrupt).await;
         if let Err(e) = &result {
             if store_outages < MAX_STORE_OUTAGES && is_store_outage(e) {
@@ -227,6 +231,7 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
                 match wait_for_campaign(ctx.store.as_ref(), &ctx.campaign).await {
                     Ok(()) => {
                         launcher = d.launcher;
+                        sites = d.sites;
                         continue;
                     }
                     Err(lost) => result = Err(lost),
@@ -277,7 +282,13 @@ async fn wait_for_campaign(store: &dyn StateStore, c: &CampaignId) -> anyhow::Re
 }
 
 impl Driver {
-    fn new(ctx: &RunContext, launcher: Launcher, holder: String, started: Instant) -> Driver {
+    fn new(
+        ctx: &RunContext,
+        launcher: Launcher,
+        sites: Sites,
+        holder: String,
+        started: Instant,
+    ) -> Driver {
         let specs: Vec<TaskSpec> = ctx
             .workflow
             .tasks
@@ -290,6 +301,7 @@ impl Driver {
             store: ctx.store.clone(),
             broker: ctx.broker.clone(),
             launcher,
+            sites,
             opts: ctx.opts.clone(),
             dag: Dag::new(&ctx.workflow),
             tasks: Vec::with_capacity(specs.len()),
@@ -452,6 +464,10 @@ impl Driver {
                 continue;
             }
             let mut slot = new_pilot_slot(None, v.record.state);
+            if !v.record.job_id.is_empty() && v.record.state != PilotState::Active {
+                // A batch pilot an earlier manager submitted: follow its job.
+                slot.launch = self.sites.watch(&v.record.resource, &v.record.job_id);
+            }
             slot.registered = v.record.state == PilotState::Active;
             slot.cores = v.record.cores;
             slot.node_cores = v.record.cores / v.record.nodes.max(1);
@@ -515,6 +531,10 @@ impl Driver {
         Ok(())
     }
 
+    /// Starts a pilot for `req`: an agent here (in process or as a process), or a batch job
+    /// on a catalog resource. A job the batch system refuses makes a FAILED pilot with the
+    /// scheduler's message (not replaced: it would be refused again); the work goes to the
+    /// other pilots.
     async fn launch(&mut self, req: PilotRequest) -> anyhow::Result<()> {
         let id = PilotId::random();
         self.broker.declare_pilot(&self.c, &id).await?;
@@ -522,16 +542,68 @@ impl Driver {
         rec.state = PilotState::Submitted;
         rec.cores = req.cores;
         rec.gpus = req.gpus;
-        rec.nodes = 1;
-        // Recorded before it starts, so the agent's registration always comes after.
-        rec.log_path = self.launcher.log_path(&self.c, &id, &self.opts);
-        self.store.put_pilot(&self.c, &rec).await?;
-        let (launch, log) = self.launcher.launch(&self.c, id, &req, &self.opts).await?;
-        tracing::info!(pilot = %id, cores = req.cores, resource = %req.resource, "pilot launched");
-        let mut slot = new_pilot_slot(Some(req), PilotState::Submitted);
-        slot.launch = Some(launch);
-        slot.log = log;
-        self.pilots.insert(id, slot);
+        rec.nodes = req.nodes.max(1);
+        let batch = self.sites.batch_resource(&req.resource).is_some();
+        let launched = if batch {
+            let Some(target) = self.launcher.agent_target() else {
+                anyhow::bail!(
+                    "pilot on `{}`: batch pilots need RabbitMQ and Redis that the allocation can reach; give --amqp-url and --redis-url",
+                    req.resource
+                );
+            };
+            let r = self
+                .sites
+                .batch_resource(&req.resource)
+                .cloned()
+                .expect("checked above");
+            let preview =
+                crate::pilots::pilot_job(&self.c, id, &req, &self.opts, &target, &r).map(|j| j.log);
+            rec.log_path = preview.unwrap_or_default();
+            self.store.put_pilot(&self.c, &rec).await?;
+            let target = self.launcher.agent_target().expect("checked above");
+            match self
+                .sites
+                .submit(&self.c, id, &req, &self.opts, &target)
+                .await
+            {
+                Ok(l) => Ok(l),
+                Err(e) => Err(format!("pilot job refused: {e}")),
+            }
+        } else {
+            // Recorded before it starts, so the agent's registration always comes after.
+            rec.log_path = self.launcher.log_path(&self.c, &id, &self.opts);
+            self.store.put_pilot(&self.c, &rec).await?;
+            self.launcher
+                .launch(&self.c, id, &req, &self.opts)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        };
+        match launched {
+            Ok((launch, log)) => {
+                if let LaunchedPilot::Batch(b) = &launch {
+                    self.store
+                        .set_pilot_job(&self.c, &id, b.job.as_str())
+                        .await?;
+                    tracing::info!(pilot = %id, job = %b.job, resource = %req.resource, nodes = req.nodes, walltime_s = ?req.walltime_s, "pilot job submitted");
+                } else {
+                    tracing::info!(pilot = %id, cores = req.cores, resource = %req.resource, "pilot launched");
+                }
+                let mut slot = new_pilot_slot(Some(req), PilotState::Submitted);
+                slot.launch = Some(launch);
+                slot.log = log;
+                self.pilots.insert(id, slot);
+            }
+            Err(why) => {
+                tracing::warn!(pilot = %id, resource = %req.resource, reason = %why, "pilot could not start");
+                let why = truncate_reason(&why);
+                self.store
+                    .pilot_transition(&self.c, &id, PilotState::Failed, &why)
+                    .await?;
+                let mut slot = new_pilot_slot(None, PilotState::Failed);
+                slot.reason = why;
+                self.pilots.insert(id, slot);
+            }
+        }
         Ok(())
     }
 
@@ -541,7 +613,7 @@ impl Driver {
             .opts
             .pilots
             .iter()
-            .map(|r| (r.cores, r.cores, r.gpus))
+            .map(|r| (r.cores, r.node_cores(), r.gpus))
             .chain(
                 self.pilots
                     .values()
@@ -827,6 +899,7 @@ impl Driver {
         let views = self.store.pilots(&self.c).await?;
         let timeout = Duration::from_secs(self.opts.pilot_start_timeout_s);
         let mut lost: Vec<(PilotId, PilotState, String)> = Vec::new();
+        let mut queued: Vec<PilotId> = Vec::new();
         for v in &views {
             let id = v.record.id;
             let slot = self
@@ -866,14 +939,39 @@ impl Driver {
                 continue;
             }
             if !slot.registered {
-                if let Some(reason) = slot.launch.as_mut().and_then(|l| l.exited()) {
-                    let tail = crate::pilots::log_tail(std::path::Path::new(&slot.log), 5);
-                    lost.push((
-                        id,
-                        PilotState::Failed,
-                        format!("{reason} before registering; log {}: {tail}", slot.log),
-                    ));
-                } else if slot.launched_at.elapsed() > timeout {
+                let state = match slot.launch.as_mut() {
+                    Some(l) => l.poll().await,
+                    None => LaunchState::Starting,
+                };
+                // A batch pilot's start timeout counts from its job's start: a queue wait is
+                // not a failure.
+                let since = match &state {
+                    LaunchState::Running(t) => Some(*t),
+                    LaunchState::Queued => None,
+                    _ if matches!(slot.launch, Some(LaunchedPilot::Batch(_))) => None,
+                    _ => Some(slot.launched_at),
+                };
+                match state {
+                    LaunchState::Gone(reason) => {
+                        let tail = crate::pilots::log_tail(std::path::Path::new(&slot.log), 5);
+                        let tail = if tail.trim().is_empty() {
+                            String::new()
+                        } else {
+                            format!("; log {}: {tail}", slot.log)
+                        };
+                        lost.push((
+                            id,
+                            PilotState::Failed,
+                            format!("{reason} before its agent registered{tail}"),
+                        ));
+                        continue;
+                    }
+                    LaunchState::Queued if slot.state == PilotState::Submitted => {
+                        queued.push(id);
+                    }
+                    _ => {}
+                }
+                if since.is_some_and(|t| t.elapsed() > timeout) {
                     lost.push((
                         id,
                         PilotState::Failed,
@@ -882,9 +980,27 @@ impl Driver {
                 }
             }
         }
+        for id in queued {
+            if self
+                .store
+                .pilot_transition(
+                    &self.c,
+                    &id,
+                    PilotState::Queued,
+                    "waiting in the batch queue",
+                )
+                .await?
+            {
+                if let Some(slot) = self.pilots.get_mut(&id) {
+                    slot.state = PilotState::Queued;
+                }
+            }
+        }
         for (id, state, why) in lost {
             self.lose_pilot(id, state, &why).await?;
         }
+        self.release_idle_pilots().await?;
+        self.require_some_pilot()?;
         let active = self
             .pilots
             .iter()
@@ -904,10 +1020,7 @@ impl Driver {
         state: PilotState,
         why: &str,
     ) -> anyhow::Result<()> {
-        let mut why = why.to_string();
-        if why.len() > MAX_REASON_BYTES {
-            why.truncate(MAX_REASON_BYTES);
-        }
+        let why = truncate_reason(why);
         self.store
             .pilot_transition(&self.c, &id, state, &why)
             .await?;
@@ -922,7 +1035,7 @@ impl Driver {
         slot.state = state;
         slot.reason = why.clone();
         if let Some(l) = slot.launch.as_mut() {
-            if l.exited().is_none() && state == PilotState::Failed {
+            if state == PilotState::Failed && !matches!(l.poll().await, LaunchState::Gone(_)) {
                 l.kill().await;
             }
         }
@@ -948,6 +1061,88 @@ impl Driver {
                     self.c
                 ),
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Work is left but no pilot is: every launch failed (refused jobs) or ended. Stop with
+    /// the reasons instead of waiting forever.
+    fn require_some_pilot(&self) -> anyhow::Result<()> {
+        let live = self.pilots.values().any(|p| !p.state.is_final());
+        if live || self.all_final() || self.pilots.is_empty() {
+            return Ok(());
+        }
+        let reasons: Vec<String> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| p.state == PilotState::Failed)
+            .map(|(id, p)| format!("pilot {}: {}", id.short(), p.reason))
+            .collect();
+        anyhow::bail!(
+            "no pilot is left to run the {} unfinished task(s) of campaign {}: {}. Fix the cause and `emanager resume {}`",
+            self.counts.total - self.counts.finished(),
+            self.c,
+            reasons.join("; "),
+            self.c
+        )
+    }
+
+    /// No allocation burns idle: once nothing is ready or waiting, a pilot with no work
+    /// bound is drained (its agent ends, and with it its batch job) and a pilot still queued
+    /// or starting is canceled. Pilots running tasks stay for retries.
+    async fn release_idle_pilots(&mut self) -> anyhow::Result<()> {
+        if self.counts.ready > 0 || self.counts.waiting > 0 || self.all_final() {
+            return Ok(());
+        }
+        let idle: Vec<(PilotId, bool)> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| !p.state.is_final() && !p.released && p.bound.is_empty())
+            .map(|(id, p)| (*id, p.registered))
+            .collect();
+        // Nothing bound anywhere means every task is final: `finish` shuts everything down.
+        // Otherwise the pilots holding work stay (they also take the retries).
+        let busy = self
+            .pilots
+            .values()
+            .any(|p| !p.state.is_final() && !p.bound.is_empty());
+        if !busy {
+            return Ok(());
+        }
+        for (id, registered) in idle {
+            let why = "no work left for it";
+            if registered {
+                if let Ok(bytes) = Envelope::new(self.c, Message::Drain).encode() {
+                    if let Err(e) = self
+                        .broker
+                        .publish(&self.c, &id, QueueKind::Control, bytes)
+                        .await
+                    {
+                        tracing::warn!(pilot = %id, error = %e, "cannot drain an idle pilot");
+                        continue;
+                    }
+                }
+                tracing::info!(pilot = %id, "draining an idle pilot: {why}");
+                if let Some(p) = self.pilots.get_mut(&id) {
+                    p.released = true;
+                }
+            } else {
+                tracing::info!(pilot = %id, "canceling a pilot that has not started: {why}");
+                if let Some(p) = self.pilots.get_mut(&id) {
+                    p.released = true;
+                    if let Some(l) = p.launch.as_mut() {
+                        l.kill().await;
+                    }
+                }
+                self.store
+                    .pilot_transition(&self.c, &id, PilotState::Canceled, why)
+                    .await?;
+                if let Some(p) = self.pilots.get_mut(&id) {
+                    p.state = PilotState::Canceled;
+                    p.reason = why.into();
+                }
+                let _ = self.broker.delete_pilot(&self.c, &id).await;
             }
         }
         Ok(())
@@ -995,7 +1190,7 @@ impl Driver {
         let mut candidates: Vec<PilotId> = self
             .pilots
             .iter()
-            .filter(|(_, p)| p.registered && p.state == PilotState::Active)
+            .filter(|(_, p)| p.registered && p.state == PilotState::Active && !p.released)
             .map(|(id, _)| *id)
             .collect();
         if candidates.is_empty() {
@@ -1127,6 +1322,23 @@ impl Driver {
             .map(|(id, _)| *id)
             .collect();
         for id in &live {
+            let slot = self.pilots.get_mut(id).expect("live pilot");
+            if !slot.registered {
+                // Never started: cancel its job (or process) rather than wait for it.
+                if let Some(l) = slot.launch.as_mut() {
+                    l.kill().await;
+                }
+                let _ = self
+                    .store
+                    .pilot_transition(
+                        &self.c,
+                        id,
+                        PilotState::Canceled,
+                        "campaign ended before it started",
+                    )
+                    .await;
+                continue;
+            }
             if let Ok(bytes) = Envelope::new(self.c, Message::Shutdown).encode() {
                 if let Err(e) = self
                     .broker
@@ -1160,8 +1372,13 @@ impl Driver {
         }
         for id in live {
             if let Some(slot) = self.pilots.get_mut(&id) {
-                if let Some(LaunchedPilot::InProcess(h)) = slot.launch.as_mut() {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+                match slot.launch.as_mut() {
+                    Some(LaunchedPilot::InProcess(h)) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+                    }
+                    // An agent that did not stop in time: end its allocation.
+                    Some(l @ LaunchedPilot::Batch(_)) if !slot.state.is_final() => l.kill().await,
+                    _ => {}
                 }
             }
             let _ = self.broker.delete_pilot(&self.c, &id).await;
@@ -1207,6 +1424,19 @@ impl Driver {
     }
 }
 
+/// A reason cut to what the store keeps.
+fn truncate_reason(why: &str) -> String {
+    let mut why = why.to_string();
+    if why.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !why.is_char_boundary(end) {
+            end -= 1;
+        }
+        why.truncate(end);
+    }
+    why
+}
+
 fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot {
     PilotSlot {
         request,
@@ -1225,5 +1455,6 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         bound: HashSet::new(),
         done: 0,
         reason: String::new(),
+        released: false,
     }
 }

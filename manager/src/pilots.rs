@@ -3,19 +3,54 @@
 
 use crate::campaign::{CampaignOptions, PilotRequest};
 use anyhow::Context;
+use emanager_shared::access::{
+    job_service_for, AccessError, JobDescription, JobId, JobService, JobState,
+};
 use emanager_shared::broker::Broker;
+use emanager_shared::catalog::{AccessKind, Catalog, ResourceEntry};
 use emanager_shared::store::StateStore;
 use emanager_shared::{CampaignId, PilotId};
 use pilot_agent::scheduler::NodeSpec;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often the manager asks a batch system about a pilot job that has not registered.
+const JOB_POLL: Duration = Duration::from_secs(3);
 
 /// Where a launched pilot runs, so the manager can notice it died before registering.
 pub enum LaunchedPilot {
     InProcess(tokio::task::JoinHandle<anyhow::Result<pilot_agent::AgentSummary>>),
     Process(tokio::process::Child),
+    /// A pilot job in a batch system.
+    Batch(BatchJob),
+}
+
+/// A submitted pilot job and what the batch system last said of it.
+pub struct BatchJob {
+    pub service: Arc<dyn JobService>,
+    pub job: JobId,
+    pub resource: String,
+    pub state: JobState,
+    /// When the batch system first reported it running.
+    pub started: Option<Instant>,
+    last_poll: Option<Instant>,
+    /// Stdout of the job script, when the batch system writes it where we can read it.
+    pub output: Option<String>,
+}
+
+/// Where a launched pilot is, as far as the manager can tell without its agent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LaunchState {
+    /// Starting (a process, or a job the batch system has not reported on yet).
+    Starting,
+    /// Waiting in a batch queue.
+    Queued,
+    /// Running since this instant (its agent should register soon).
+    Running(Instant),
+    /// Gone before its agent registered, with why.
+    Gone(String),
 }
 
 /// How this manager starts pilots.
@@ -34,6 +69,23 @@ pub enum Launcher {
 }
 
 impl Launcher {
+    /// What a batch pilot job needs to reach this campaign; `None` in embedded mode, whose
+    /// services live in this process.
+    pub fn agent_target(&self) -> Option<AgentTarget<'_>> {
+        match self {
+            Launcher::InProcess { .. } => None,
+            Launcher::LocalProcess {
+                agent_bin,
+                amqp_url,
+                redis_url,
+            } => Some(AgentTarget {
+                agent_bin,
+                amqp_url,
+                redis_url,
+            }),
+        }
+    }
+
     /// Where the agent of `pilot` writes its log.
     pub fn log_path(
         &self,
@@ -147,25 +199,306 @@ impl Launcher {
 }
 
 impl LaunchedPilot {
-    /// `Some(reason)` once the agent is gone.
-    pub fn exited(&mut self) -> Option<String> {
+    /// Where the pilot is; a batch system is asked at most every few seconds.
+    pub async fn poll(&mut self) -> LaunchState {
         match self {
-            LaunchedPilot::InProcess(h) => h.is_finished().then(|| "agent task ended".to_string()),
+            LaunchedPilot::InProcess(h) => {
+                if h.is_finished() {
+                    LaunchState::Gone("agent task ended".into())
+                } else {
+                    LaunchState::Starting
+                }
+            }
             LaunchedPilot::Process(c) => match c.try_wait() {
-                Ok(Some(status)) => Some(format!("agent process exited ({status})")),
-                Ok(None) => None,
-                Err(e) => Some(format!("cannot watch the agent process: {e}")),
+                Ok(Some(status)) => LaunchState::Gone(format!("agent process exited ({status})")),
+                Ok(None) => LaunchState::Starting,
+                Err(e) => LaunchState::Gone(format!("cannot watch the agent process: {e}")),
             },
+            LaunchedPilot::Batch(b) => b.poll().await,
         }
     }
 
+    /// Stops the pilot: kills the agent, or cancels the batch job.
     pub async fn kill(&mut self) {
         match self {
             LaunchedPilot::InProcess(h) => h.abort(),
             LaunchedPilot::Process(c) => {
                 let _ = c.start_kill();
             }
+            LaunchedPilot::Batch(b) => {
+                if !b.state.is_final() {
+                    if let Err(e) = b.service.cancel(&b.job).await {
+                        tracing::warn!(job = %b.job, resource = %b.resource, error = %e, "cannot cancel the pilot job");
+                    }
+                    b.state = JobState::Canceled;
+                }
+            }
         }
+    }
+}
+
+impl BatchJob {
+    pub fn new(service: Arc<dyn JobService>, job: JobId, resource: &str) -> BatchJob {
+        BatchJob {
+            service,
+            job,
+            resource: resource.to_string(),
+            state: JobState::Queued,
+            started: None,
+            last_poll: None,
+            output: None,
+        }
+    }
+
+    async fn poll(&mut self) -> LaunchState {
+        if self.state.is_final() {
+            return LaunchState::Gone(format!("batch job {} ended", self.job));
+        }
+        if self.last_poll.is_none_or(|t| t.elapsed() >= JOB_POLL) {
+            self.last_poll = Some(Instant::now());
+            match self.service.state(&self.job).await {
+                Ok(st) => {
+                    if st.state == JobState::Running && self.started.is_none() {
+                        self.started = Some(Instant::now());
+                    }
+                    self.state = st.state;
+                    if st.state.is_final() || st.state == JobState::Unknown {
+                        let said = st.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                        let out = match &self.output {
+                            Some(p) => self.service.tail(p, 5).await.map(|t| (p, t)),
+                            None => None,
+                        };
+                        let out = out
+                            .filter(|(_, t)| !t.trim().is_empty())
+                            .map(|(p, t)| format!("; job output {p}: {}", t.trim()))
+                            .unwrap_or_default();
+                        if !st.state.is_final() {
+                            self.state = JobState::Done; // no record left: it ended
+                        }
+                        return LaunchState::Gone(format!(
+                            "batch job {} on {} is {:?}{said}{out}",
+                            self.job, self.resource, st.state
+                        ));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(job = %self.job, resource = %self.resource, error = %e, "cannot ask the batch system about the pilot job");
+                }
+            }
+        }
+        match (self.state, self.started) {
+            (_, Some(t)) => LaunchState::Running(t),
+            (JobState::Queued, None) => LaunchState::Queued,
+            _ => LaunchState::Starting,
+        }
+    }
+}
+
+/// The batch resources a campaign may submit pilots to: its catalog, with one job service
+/// per resource, kept for as long as their jobs live.
+#[derive(Default)]
+pub struct Sites {
+    catalog: Option<Catalog>,
+    services: HashMap<String, Arc<dyn JobService>>,
+}
+
+/// What a pilot job needs to reach the campaign's services and run the agent.
+pub struct AgentTarget<'a> {
+    pub agent_bin: &'a Path,
+    pub amqp_url: &'a str,
+    pub redis_url: &'a str,
+}
+
+impl Sites {
+    /// The sites of a campaign's options (no catalog: local pilots only).
+    pub fn from_options(opts: &CampaignOptions) -> anyhow::Result<Sites> {
+        let catalog = match &opts.catalog_toml {
+            Some(text) => {
+                let dir = opts
+                    .catalog_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("."));
+                Some(
+                    Catalog::parse_in(text, &dir)
+                        .context("the campaign's resource catalog no longer parses")?,
+                )
+            }
+            None => None,
+        };
+        Ok(Sites {
+            catalog,
+            services: HashMap::new(),
+        })
+    }
+
+    /// The catalog entry of a batch resource; `None` for `local` and local-access entries.
+    pub fn batch_resource(&self, name: &str) -> Option<&ResourceEntry> {
+        if name == "local" {
+            return None;
+        }
+        self.catalog
+            .as_ref()?
+            .get(name)
+            .ok()
+            .filter(|r| r.access != AccessKind::Local)
+    }
+
+    fn service(&mut self, r: &ResourceEntry) -> Arc<dyn JobService> {
+        self.services
+            .entry(r.name.clone())
+            .or_insert_with(|| Arc::from(job_service_for(r)))
+            .clone()
+    }
+
+    /// Follows a job submitted by an earlier manager (resume).
+    pub fn watch(&mut self, resource: &str, job: &str) -> Option<LaunchedPilot> {
+        let r = self.batch_resource(resource)?.clone();
+        let service = self.service(&r);
+        Some(LaunchedPilot::Batch(BatchJob::new(
+            service,
+            JobId(job.to_string()),
+            resource,
+        )))
+    }
+
+    /// Submits the pilot job of `pilot`; returns it and the agent's log path. A refusal by
+    /// the batch system is [`AccessError::Rejected`] with its message.
+    pub async fn submit(
+        &mut self,
+        campaign: &CampaignId,
+        pilot: PilotId,
+        req: &PilotRequest,
+        opts: &CampaignOptions,
+        target: &AgentTarget<'_>,
+    ) -> Result<(LaunchedPilot, String), AccessError> {
+        let r = self.batch_resource(&req.resource).cloned().ok_or_else(|| {
+            AccessError::InvalidJob(format!(
+                "resource `{}` is not a batch resource of the campaign's catalog",
+                req.resource
+            ))
+        })?;
+        let p = pilot_job(campaign, pilot, req, opts, target, &r)?;
+        let service = self.service(&r);
+        let id = service.submit(&p.job).await?;
+        let mut b = BatchJob::new(service, id, &r.name);
+        b.output = p.output;
+        Ok((LaunchedPilot::Batch(b), p.log))
+    }
+}
+
+/// A pilot job ready to submit, and where its agent log and the job's own output go.
+pub struct PilotJob {
+    pub job: JobDescription,
+    /// The agent's log (`host:path` for a resource reached over SSH).
+    pub log: String,
+    /// The job's stdout/stderr, as the resource's job service can read it.
+    pub output: Option<String>,
+}
+
+/// The pilot job of `pilot` on resource `r`: the agent with the campaign's services, its
+/// working directory and log, the resource's launch methods and drain margin.
+///
+/// The job runs in the catalog's `agent.workdir`; else, on this host, in the manager's own
+/// workdir (so sandboxes and logs land where `status` points), and over SSH in
+/// `emanager-runs` below the login's home directory.
+pub fn pilot_job(
+    campaign: &CampaignId,
+    pilot: PilotId,
+    req: &PilotRequest,
+    opts: &CampaignOptions,
+    target: &AgentTarget<'_>,
+    r: &ResourceEntry,
+) -> Result<PilotJob, AccessError> {
+    let walltime = req.walltime_s.unwrap_or(3600);
+    let workdir = match (&r.agent.workdir, &r.ssh) {
+        (Some(w), _) => w.clone(),
+        (None, None) => absolute(&opts.workdir).display().to_string(),
+        (None, Some(_)) => "emanager-runs".to_string(),
+    };
+    let rel_log = format!("{campaign}/pilot-{}.log", pilot.short());
+    let methods: Vec<&str> = r.launch_methods.iter().map(|m| m.as_str()).collect();
+    let args: Vec<String> = [
+        "--campaign",
+        &campaign.to_string(),
+        "--pilot",
+        &pilot.to_string(),
+        "--resource",
+        &r.name,
+        "--amqp-url",
+        target.amqp_url,
+        "--redis-url",
+        target.redis_url,
+        // Relative to the job's working directory; the agent makes them absolute.
+        "--workdir",
+        ".",
+        "--log-file",
+        &rel_log,
+        "--heartbeat-ms",
+        &opts.heartbeat_ms.to_string(),
+        "--drain-margin-s",
+        &drain_margin_s(walltime).to_string(),
+        "--launch-methods",
+        &methods.join(","),
+        "--idle-timeout-s",
+        "600",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut r = r.clone();
+    // The catalog's default agent path on this host is the agent beside this manager.
+    if r.ssh.is_none() && (r.agent.path.is_empty() || r.agent.path == "pilot-agent") {
+        // A bare name (found on PATH) stays as it is.
+        let bin = target.agent_bin;
+        r.agent.path = if bin.components().count() > 1 {
+            absolute(bin).display().to_string()
+        } else {
+            bin.display().to_string()
+        };
+    } else if r.agent.path.is_empty() {
+        r.agent.path = "pilot-agent".into();
+    }
+    r.agent.workdir = Some(workdir.clone());
+    let mut job =
+        JobDescription::for_pilot(&r, req.queue.as_deref(), req.nodes.max(1), walltime, &args)?;
+    job.name = format!("em-{}", pilot.short());
+    let log = Path::new(&workdir).join(&rel_log).display().to_string();
+    let log = match &r.ssh {
+        Some(host) => format!("{host}:{log}"),
+        None => log,
+    };
+    // The job's own output (what the job script says before the agent logs anything). The
+    // batch system opens it before the script runs, so its folder must exist: on this host
+    // the campaign's folder (made here), remotely the folder the script was written to.
+    let plain = !workdir.contains(['$', '~']) && !workdir.contains(char::is_whitespace);
+    let name = format!("pilot-{}.job.out", pilot.short());
+    let output = match (&r.ssh, plain) {
+        (None, true) => {
+            let dir = Path::new(&workdir).join(campaign.to_string());
+            let _ = std::fs::create_dir_all(&dir);
+            let p = dir.join(&name).display().to_string();
+            job.stdout = Some(p.clone());
+            Some(p)
+        }
+        (Some(_), true) => {
+            // Beside the job script (a relative folder is below the login's home).
+            let p = format!("{workdir}/.emanager-jobs/{name}");
+            job.stdout = Some(p.clone());
+            Some(p)
+        }
+        (_, false) => None,
+    };
+    Ok(PilotJob { job, log, output })
+}
+
+/// `p` from the current directory.
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
     }
 }
 

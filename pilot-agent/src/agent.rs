@@ -5,9 +5,11 @@
 //! the heartbeat and every running task talk to it through a channel.
 
 use crate::executor::{self, RunOutcome};
+use crate::launch::Launch;
 use crate::reporter::{self, Reporter};
 use crate::scheduler::{NodeSpec, Request, Scheduler, Slots};
 use emanager_shared::broker::{Broker, QueueKind};
+use emanager_shared::catalog::LaunchMethod;
 use emanager_shared::model::{PilotLoad, PilotRecord};
 use emanager_shared::protocol::{Envelope, Message};
 use emanager_shared::store::StateStore;
@@ -43,6 +45,8 @@ pub struct AgentConfig {
     pub prefetch: u16,
     /// Exit when nothing ran or arrived for this long.
     pub idle_timeout: Option<Duration>,
+    /// How tasks start on the nodes (`fork` on node 0; `srun`, `mpirun`, `mpiexec` beyond).
+    pub launch_methods: Vec<LaunchMethod>,
 }
 
 impl AgentConfig {
@@ -65,6 +69,7 @@ impl AgentConfig {
             log_path: String::new(),
             prefetch: 8,
             idle_timeout: None,
+            launch_methods: vec![LaunchMethod::Fork],
         }
     }
 
@@ -288,6 +293,10 @@ async fn core_loop(
     let mut shutting_down = false;
     let mut last_activity = tokio::time::Instant::now();
     let workdir = cfg.workdir.join(cfg.campaign.to_string());
+    let launch = Launch::new(
+        cfg.launch_methods.clone(),
+        cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+    );
 
     let return_task = |t: &BoundTask, why: &str, summary: &mut AgentSummary| {
         summary.returned += 1;
@@ -460,7 +469,7 @@ async fn core_loop(
             match sched.place(&req) {
                 Some(slots) => {
                     let t = pending.remove(i).expect("index is valid");
-                    start_task(&t, slots, &workdir, &reporter, &tx, &mut running);
+                    start_task(&t, slots, &workdir, &launch, &reporter, &tx, &mut running);
                 }
                 None => i += 1,
             }
@@ -486,13 +495,14 @@ fn start_task(
     t: &BoundTask,
     slots: Slots,
     workdir: &std::path::Path,
+    launch: &Launch,
     reporter: &Reporter,
     tx: &mpsc::UnboundedSender<CoreMsg>,
     running: &mut HashMap<TaskId, RunningTask>,
 ) {
     let id = t.spec.id;
     let attempt = t.attempt;
-    match executor::start(&t.spec, attempt, &slots, workdir) {
+    match executor::start(&t.spec, attempt, &slots, workdir, launch) {
         Err(outcome) => {
             crate::metrics::get().forget(id);
             let _ = tx.send(CoreMsg::Finished {

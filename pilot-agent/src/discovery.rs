@@ -1,7 +1,11 @@
-//! What the agent has to run tasks on: nodes with cores, GPUs and memory. Discovered from
-//! the local host here; flags override everything (`--cores`, `--gpus`, `--mem-mb`).
+//! What the agent has to run tasks on: nodes with cores, GPUs and memory, and until when.
+//! Inside a batch allocation (SLURM, PBS, LSF, SGE) the batch system's environment says it
+//! (`emanager_shared::access::allocation`); elsewhere it is the local host. Flags override
+//! everything (`--cores` per node, `--gpus` per node, `--mem-mb` per node).
 
 use crate::scheduler::NodeSpec;
+use emanager_shared::access::allocation::{self, Allocation};
+use std::collections::HashMap;
 
 /// The local host's name.
 pub fn hostname() -> String {
@@ -57,14 +61,58 @@ pub struct Overrides {
     pub mem_mb: Option<u64>,
 }
 
-/// The nodes of this pilot: the local host, shaped by the overrides.
-pub fn discover(o: &Overrides) -> Vec<NodeSpec> {
-    vec![NodeSpec {
-        name: hostname(),
-        cores: o.cores.unwrap_or_else(local_cores),
-        gpus: o.gpus.unwrap_or_else(local_gpus),
-        mem_mb: o.mem_mb.unwrap_or_else(local_mem_mb),
-    }]
+/// What discovery found: the nodes (the agent's own first) and the allocation, if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Discovered {
+    pub nodes: Vec<NodeSpec>,
+    pub allocation: Option<Allocation>,
+}
+
+/// The nodes of this pilot: the batch allocation found in this process's environment, else
+/// the local host; shaped by the overrides.
+pub fn discover(o: &Overrides) -> Discovered {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    discover_from(o, allocation::detect(&env, &read), &hostname())
+}
+
+/// [`discover`] with the allocation and host name given (pure, for tests).
+pub fn discover_from(o: &Overrides, alloc: Option<Allocation>, host: &str) -> Discovered {
+    let mem = || o.mem_mb.unwrap_or_else(local_mem_mb);
+    let nodes = match &alloc {
+        Some(a) if !a.nodes.is_empty() => {
+            let mut names = a.nodes.clone();
+            // The agent runs on the batch host; make it node 0 (the one tasks fork on).
+            let short = host.split('.').next().unwrap_or(host);
+            if let Some(i) = names
+                .iter()
+                .position(|n| n == host || n.split('.').next() == Some(short))
+            {
+                let me = names.remove(i);
+                names.insert(0, me);
+            }
+            let mem_mb = mem();
+            names
+                .into_iter()
+                .map(|name| NodeSpec {
+                    name,
+                    cores: o.cores.unwrap_or(a.cores_per_node.max(1)),
+                    gpus: o.gpus.unwrap_or(a.gpus_per_node),
+                    mem_mb,
+                })
+                .collect()
+        }
+        _ => vec![NodeSpec {
+            name: host.to_string(),
+            cores: o.cores.unwrap_or_else(local_cores),
+            gpus: o.gpus.unwrap_or_else(local_gpus),
+            mem_mb: mem(),
+        }],
+    };
+    Discovered {
+        nodes,
+        allocation: alloc,
+    }
 }
 
 #[cfg(test)]
@@ -80,15 +128,68 @@ mod tests {
 
     #[test]
     fn overrides_win() {
-        let nodes = discover(&Overrides {
-            cores: Some(32),
-            gpus: Some(0),
-            mem_mb: Some(1000),
-        });
+        let nodes = discover_from(
+            &Overrides {
+                cores: Some(32),
+                gpus: Some(0),
+                mem_mb: Some(1000),
+            },
+            None,
+            "h",
+        )
+        .nodes;
         assert_eq!(
             (nodes[0].cores, nodes[0].gpus, nodes[0].mem_mb),
             (32, 0, 1000)
         );
+    }
+
+    fn slurm_allocation() -> Allocation {
+        let env: HashMap<String, String> = [
+            ("SLURM_JOB_ID", "77"),
+            ("SLURM_JOB_NODELIST", "nid[001-003]"),
+            ("SLURM_CPUS_ON_NODE", "64"),
+            ("SLURM_JOB_END_TIME", "2000000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        allocation::detect(&env, &|_| None).expect("a SLURM allocation")
+    }
+
+    #[test]
+    fn an_allocation_gives_every_node_with_the_agents_own_node_first() {
+        let d = discover_from(
+            &Overrides {
+                mem_mb: Some(4096),
+                ..Default::default()
+            },
+            Some(slurm_allocation()),
+            "nid002.cluster",
+        );
+        let names: Vec<&str> = d.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["nid002", "nid001", "nid003"]);
+        assert!(d.nodes.iter().all(|n| n.cores == 64 && n.mem_mb == 4096));
+        let a = d.allocation.unwrap();
+        assert_eq!(
+            (a.job_id.as_str(), a.end_time_ms),
+            ("77", Some(2_000_000_000_000))
+        );
+    }
+
+    #[test]
+    fn cores_override_applies_per_node_of_an_allocation() {
+        let d = discover_from(
+            &Overrides {
+                cores: Some(8),
+                mem_mb: Some(1),
+                ..Default::default()
+            },
+            Some(slurm_allocation()),
+            "login",
+        );
+        assert_eq!(d.nodes.len(), 3);
+        assert!(d.nodes.iter().all(|n| n.cores == 8));
     }
 
     #[test]

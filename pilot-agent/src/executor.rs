@@ -1,6 +1,7 @@
 //! Runs one task: argv without a shell, a sandbox directory, stdout/stderr to files, the
 //! task's environment, and its walltime enforced on the whole process group.
 
+use crate::launch::Launch;
 use crate::scheduler::Slots;
 use emanager_shared::TaskSpec;
 use nix::sys::signal::{killpg, Signal};
@@ -98,12 +99,14 @@ pub struct Running {
     sandbox: PathBuf,
 }
 
-/// Starts the task; the returned handle is awaited with [`Running::wait`].
+/// Starts the task on its slots (forked, or through the pilot's launcher: see
+/// [`Launch::wrap`]); the returned handle is awaited with [`Running::wait`].
 pub fn start(
     spec: &TaskSpec,
     attempt: u32,
     slots: &Slots,
     workdir: &Path,
+    launch: &Launch,
 ) -> Result<Running, RunOutcome> {
     let sandbox = sandbox_dir(workdir, spec, attempt);
     let fail = |what: &str, e: std::io::Error| RunOutcome::SpawnFailed {
@@ -115,7 +118,9 @@ pub fn start(
         .map_err(|e| fail("cannot create stdout file", e))?;
     let stderr = std::fs::File::create(sandbox.join("stderr"))
         .map_err(|e| fail("cannot create stderr file", e))?;
-    let argv = launch_argv(spec);
+    let (_, argv) = launch
+        .wrap(spec, slots, launch_argv(spec))
+        .map_err(|reason| RunOutcome::SpawnFailed { reason })?;
     let Some((program, args)) = argv.split_first() else {
         return Err(RunOutcome::SpawnFailed {
             reason: "empty command".into(),
@@ -256,7 +261,13 @@ mod tests {
 
     async fn run(spec: &TaskSpec, dir: &Path) -> RunOutcome {
         let (_tx, rx) = tokio::sync::oneshot::channel();
-        match start(spec, 1, &slots(), dir) {
+        match start(
+            spec,
+            1,
+            &slots(),
+            dir,
+            &Launch::fork_only(vec!["n0".into()]),
+        ) {
             Ok(r) => r.wait(rx).await,
             Err(o) => o,
         }

@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
+use emanager_shared::access::allocation::BatchSystem;
 use emanager_shared::broker::AmqpBroker;
+use emanager_shared::catalog::LaunchMethod;
 use emanager_shared::store::RedisStore;
 use emanager_shared::{CampaignId, PilotId};
 use pilot_agent::discovery::{self, Overrides};
@@ -57,9 +59,13 @@ struct Args {
     /// Catalog resource this agent runs on.
     #[arg(long, default_value = "local")]
     resource: String,
-    /// Batch job id of the allocation.
-    #[arg(long, env = "SLURM_JOB_ID", default_value = "")]
-    job_id: String,
+    /// Batch job id of the allocation (default: from the batch system's environment).
+    #[arg(long)]
+    job_id: Option<String>,
+    /// How tasks start, comma-separated: `fork` (on this node), `srun`, `mpirun`, `mpiexec`
+    /// (other nodes, MPI ranks). Default: `fork,srun` in a SLURM allocation, else `fork`.
+    #[arg(long, value_delimiter = ',')]
+    launch_methods: Option<Vec<LaunchMethod>>,
     /// Write logs to this file instead of stderr.
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -139,9 +145,27 @@ async fn stop_signal() {
     }
 }
 
+/// `p` from the current directory, so the paths the agent registers mean something
+/// wherever they are read (a pilot job passes them relative to its working directory).
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::env::current_dir()
+        .map(|d| {
+            if p == std::path::Path::new(".") {
+                d
+            } else {
+                d.join(p)
+            }
+        })
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.workdir.is_relative() {
+        args.workdir = absolute(&args.workdir);
+    }
+    args.log_file = args.log_file.as_deref().map(absolute);
     if let Err(e) = init_logs(args.log_file.as_ref(), args.log_format) {
         eprintln!("pilot-agent: {e:#}");
         std::process::exit(2);
@@ -157,11 +181,30 @@ async fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let nodes = discovery::discover(&Overrides {
+    let found = discovery::discover(&Overrides {
         cores: args.cores,
         gpus: args.gpus,
         mem_mb: args.mem_mb,
     });
+    let alloc = found.allocation.as_ref();
+    let launch_methods =
+        args.launch_methods
+            .clone()
+            .unwrap_or_else(|| match alloc.map(|a| a.batch_system) {
+                Some(BatchSystem::Slurm) => vec![LaunchMethod::Fork, LaunchMethod::Srun],
+                _ => vec![LaunchMethod::Fork],
+            });
+    let mut nodes = found.nodes.clone();
+    if nodes.len() > 1 && launch_methods.iter().all(|m| *m == LaunchMethod::Fork) {
+        tracing::warn!(
+            nodes = nodes.len(),
+            "only `fork` is available: using this node alone; add srun, mpirun or mpiexec to the resource's launch_methods to use the others"
+        );
+        nodes.truncate(1);
+    }
+    if let Some(a) = alloc {
+        tracing::info!(batch_system = ?a.batch_system, job = %a.job_id, nodes = nodes.len(), cores_per_node = nodes[0].cores, end_ms = ?a.end_time_ms, "running inside a batch allocation");
+    }
     let pilot = args.pilot.unwrap_or_else(PilotId::random);
     if let Some(addr) = &args.metrics_addr {
         pilot_agent::metrics::get();
@@ -181,11 +224,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms.max(100));
     cfg.walltime_end_ms = args
         .walltime_s
-        .map(|w| emanager_shared::now_ms() + w * 1000);
+        .map(|w| emanager_shared::now_ms() + w * 1000)
+        .or(alloc.and_then(|a| a.end_time_ms));
     cfg.drain_margin = Duration::from_secs(args.drain_margin_s);
     cfg.idle_timeout = args.idle_timeout_s.map(Duration::from_secs);
     cfg.resource = args.resource.clone();
-    cfg.job_id = args.job_id.clone();
+    cfg.job_id = args
+        .job_id
+        .clone()
+        .or(alloc.map(|a| a.job_id.clone()))
+        .unwrap_or_default();
+    cfg.launch_methods = launch_methods;
     cfg.prefetch = args.prefetch;
     cfg.log_path = args
         .log_file

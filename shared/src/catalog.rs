@@ -34,13 +34,54 @@ impl fmt::Display for AccessKind {
 }
 
 /// How tasks are launched inside an allocation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LaunchMethod {
+    /// A child process of the agent, on the agent's own node.
     Fork,
+    /// A SLURM job step (`srun`), on any node of the allocation.
     Srun,
+    /// Open MPI's `mpirun` with a host list.
     Mpirun,
+    /// MPICH/PALS `mpiexec` with a host list (Polaris, Aurora).
     Mpiexec,
+}
+
+impl LaunchMethod {
+    pub const ALL: [LaunchMethod; 4] = [
+        LaunchMethod::Fork,
+        LaunchMethod::Srun,
+        LaunchMethod::Mpirun,
+        LaunchMethod::Mpiexec,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LaunchMethod::Fork => "fork",
+            LaunchMethod::Srun => "srun",
+            LaunchMethod::Mpirun => "mpirun",
+            LaunchMethod::Mpiexec => "mpiexec",
+        }
+    }
+}
+
+impl fmt::Display for LaunchMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for LaunchMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        LaunchMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown launch method `{s}`; known: fork, srun, mpirun, mpiexec")
+            })
+    }
 }
 
 /// A queue (SGE, PBS, LSF) or partition (SLURM) and its limits.
@@ -310,14 +351,20 @@ impl Catalog {
             path: path.display().to_string(),
             source,
         })?;
-        let mut catalog = Catalog::parse(&text).map_err(|e| match e {
+        let base = path.parent().unwrap_or(Path::new("."));
+        Catalog::parse_in(&text, base).map_err(|e| match e {
             CatalogError::Syntax { message, .. } => CatalogError::Syntax {
                 path: path.display().to_string(),
                 message,
             },
             other => other,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        })
+    }
+
+    /// Parses catalog text read from a file in `base` (relative template paths are taken
+    /// from there): what a campaign that stored its catalog's text needs to read it back.
+    pub fn parse_in(text: &str, base: &Path) -> Result<Catalog, CatalogError> {
+        let mut catalog = Catalog::parse(text)?;
         for r in catalog.resources.values_mut() {
             if let Some(t) = &r.template {
                 if t.is_relative() {

@@ -54,10 +54,12 @@ pub struct ReportArgs {
     pub campaign: CampaignId,
 }
 
-/// Check a workflow file and print every problem found (nothing is submitted).
+/// Check a workflow file and print every problem found (nothing is submitted). With a
+/// resource catalog, also check that every task fits some resource's nodes.
 ///
-/// Example:
+/// Examples:
 ///   emanager validate examples/quickstart.toml
+///   emanager validate wf.toml --resources examples/resources.toml
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ValidateArgs {
@@ -386,7 +388,24 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.workflow.display()))
         .input()?;
     let format = crate::workflow::Format::from_path(&a.workflow);
-    match crate::workflow::parse_str(&source, format, &a.workflow.display().to_string()) {
+    let cfg = crate::config::Config::resolve(g, None, None).input()?;
+    let catalog = cfg.catalog().input()?;
+    let parsed = crate::workflow::parse_str(&source, format, &a.workflow.display().to_string())
+        .and_then(|wf| {
+            // With a catalog, every task must fit some resource's node (or nodes, for MPI).
+            let shapes: Vec<_> = catalog
+                .iter()
+                .flat_map(|c| c.resources())
+                .map(crate::workflow::NodeShape::of)
+                .collect();
+            let errors = crate::workflow::check_fits(&wf, &shapes);
+            if errors.is_empty() {
+                Ok(wf)
+            } else {
+                Err(crate::workflow::WorkflowErrors(errors))
+            }
+        });
+    match parsed {
         Ok(wf) => {
             let cores: u64 = wf.tasks.iter().map(|t| t.spec.cores as u64).sum();
             if g.json {

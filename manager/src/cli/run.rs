@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 /// Examples:
 ///   emanager run examples/quickstart.toml
 ///   emanager run wf.toml --pilots 4 --cores-per-pilot 16 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --redis-url redis://127.0.0.1:6379/
+///   emanager run wf.toml --resources examples/resources.toml --pilot localhost-slurm:1:00:30:00 --pilot localhost-sge:1:00:30:00 --redis-url redis://127.0.0.1:6379/
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -30,9 +31,21 @@ pub struct RunArgs {
     #[arg(long)]
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
+    pub placement: PlacementArgs,
+    #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
+}
+
+/// Explicit pilot placement on catalog resources.
+#[derive(clap::Args, Debug, Default)]
+pub struct PlacementArgs {
+    /// A pilot on a catalog resource (repeat for several): RESOURCE[@QUEUE]:NODES:WALLTIME,
+    /// walltime as seconds, MM:SS or HH:MM:SS, e.g. `localhost-slurm@debug:1:00:10:00`.
+    /// Needs --resources. Replaces --pilots/--cores-per-pilot.
+    #[arg(long = "pilot", value_name = "SPEC")]
+    pub pilot_specs: Vec<String>,
 }
 
 /// Prometheus exporter of the manager.
@@ -90,6 +103,8 @@ pub struct SubmitArgs {
     pub pilots: Option<u32>,
     #[arg(long)]
     pub cores_per_pilot: Option<u32>,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     // Passed on to the background manager (`emanager resume --metrics-addr`).
@@ -153,8 +168,18 @@ pub fn load_workflow(
     }
 }
 
-fn options(cfg: &Config) -> CampaignOptions {
-    CampaignOptions {
+/// How the campaign runs: its pilots (local ones from --pilots/--cores-per-pilot, or the
+/// --pilot placements on catalog resources) and the rest of the configuration. Checks that
+/// every task fits some pilot's node, so nothing is submitted that can never run.
+fn options(
+    cfg: &Config,
+    placement: &PlacementArgs,
+    wf: &Workflow,
+    source_name: &str,
+    json: bool,
+) -> Result<CampaignOptions, CliError> {
+    let catalog = cfg.catalog().input()?;
+    let mut opts = CampaignOptions {
         pilots: (0..cfg.pilots)
             .map(|_| PilotRequest::local(cfg.cores_per_pilot))
             .collect(),
@@ -164,7 +189,143 @@ fn options(cfg: &Config) -> CampaignOptions {
         max_pilot_replacements: cfg.max_pilot_replacements,
         pilot_start_timeout_s: cfg.pilot_start_timeout_s,
         catalog_toml: None,
+        catalog_dir: None,
+    };
+    let mut shapes = Vec::new();
+    if let (Some(_), Some(path)) = (&catalog, &cfg.resources) {
+        opts.catalog_toml = Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))
+                .input()?,
+        );
+        opts.catalog_dir = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
     }
+    if !placement.pilot_specs.is_empty() {
+        let Some(catalog) = &catalog else {
+            return Err(CliError {
+                code: exit::INPUT,
+                error: anyhow::anyhow!(
+                    "--pilot places pilots on catalog resources: give the catalog with --resources FILE (or EMANAGER_RESOURCES, or `resources` in emanager.toml)"
+                ),
+            });
+        };
+        opts.pilots = placement
+            .pilot_specs
+            .iter()
+            .map(|spec| pilot_request(catalog, spec))
+            .collect::<Result<_, _>>()
+            .input()?;
+        for p in &opts.pilots {
+            let r = catalog.get(&p.resource).expect("checked by pilot_request");
+            shapes.push(crate::workflow::NodeShape {
+                nodes: p.nodes,
+                ..crate::workflow::NodeShape::of(r)
+            });
+        }
+        if opts.pilots.iter().any(|p| p.resource != "local") && !cfg.distributed() {
+            return Err(CliError {
+                code: exit::INPUT,
+                error: anyhow::anyhow!(
+                    "pilots on batch resources run agents in their allocations, which must reach RabbitMQ and Redis: give --amqp-url and --redis-url (embedded mode only runs pilots in this process)"
+                ),
+            });
+        }
+    } else {
+        shapes.push(crate::workflow::NodeShape {
+            resource: "local".into(),
+            cores: cfg.cores_per_pilot,
+            gpus: 0,
+            mem_mb: 0,
+            nodes: 1,
+        });
+    }
+    let errors = crate::workflow::check_fits(wf, &shapes);
+    if !errors.is_empty() {
+        let errors = crate::workflow::WorkflowErrors(errors);
+        print_workflow_errors(&errors, json);
+        return Err(CliError {
+            code: exit::INPUT,
+            error: anyhow::anyhow!(
+                "{} task(s) of {source_name} fit no pilot; nothing was submitted",
+                errors.0.len()
+            ),
+        });
+    }
+    Ok(opts)
+}
+
+/// A `--pilot RESOURCE[@QUEUE]:NODES:WALLTIME` on the catalog, checked against the
+/// resource's queues and limits.
+fn pilot_request(
+    catalog: &emanager_shared::catalog::Catalog,
+    spec: &str,
+) -> anyhow::Result<PilotRequest> {
+    let (resource, queue, nodes, walltime_s) =
+        PilotRequest::parse_spec(spec).map_err(|e| anyhow::anyhow!("--pilot {e}"))?;
+    let r = catalog
+        .get(&resource)
+        .map_err(|e| anyhow::anyhow!("--pilot {spec}: {e}"))?;
+    if r.access != emanager_shared::catalog::AccessKind::Local {
+        // The same checks the pilot job gets, now rather than at submission.
+        emanager_shared::access::JobDescription::for_pilot(
+            r,
+            queue.as_deref(),
+            nodes,
+            walltime_s,
+            &[],
+        )
+        .map_err(|e| anyhow::anyhow!("--pilot {spec}: {e}"))?;
+    } else if nodes != 1 {
+        anyhow::bail!("--pilot {spec}: resource `{resource}` runs pilots on this host: use 1 node");
+    }
+    Ok(PilotRequest {
+        resource: if r.access == emanager_shared::catalog::AccessKind::Local {
+            "local".into()
+        } else {
+            resource
+        },
+        cores: nodes * r.cores_per_node,
+        nodes,
+        queue,
+        gpus: nodes * r.gpus_per_node,
+        mem_mb: 0,
+        walltime_s: Some(walltime_s),
+    })
+}
+
+/// "2 pilot(s) x 4 cores" for local pilots; "localhost-slurm 1x2 cores 00:10:00, ..." else.
+fn pilots_line(pilots: &[PilotRequest]) -> String {
+    if pilots
+        .iter()
+        .all(|p| p.resource == "local" && p.walltime_s.is_none())
+    {
+        let cores = pilots.first().map(|p| p.cores).unwrap_or(0);
+        return format!("{} pilot(s) x {cores} cores", pilots.len());
+    }
+    let each: Vec<String> = pilots
+        .iter()
+        .map(|p| {
+            let q = p
+                .queue
+                .as_deref()
+                .map(|q| format!("@{q}"))
+                .unwrap_or_default();
+            let w = p
+                .walltime_s
+                .map(|w| format!(" {}", emanager_shared::access::timefmt::format_hms(w)))
+                .unwrap_or_default();
+            format!(
+                "{}{q} {} node(s) x {} cores{w}",
+                p.resource,
+                p.nodes,
+                p.node_cores()
+            )
+        })
+        .collect();
+    format!("pilots: {}", each.join(", "))
 }
 
 fn launcher(cfg: &Config, services: &Services) -> Launcher {
@@ -192,10 +353,16 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
         return print_config(&cfg);
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
+    let opts = options(
+        &cfg,
+        &a.placement,
+        &wf,
+        &a.workflow.display().to_string(),
+        g.json,
+    )?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     a.metrics.start(&id).await?;
-    let opts = options(&cfg);
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)
         .await
         .infra()?;
@@ -205,11 +372,10 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
             None => "embedded (in-process broker and state store)".to_string(),
         };
         eprintln!(
-            "campaign {id} · {} · {} tasks · {} pilot(s) x {} cores · {mode}",
+            "campaign {id} · {} · {} tasks · {} · {mode}",
             wf.name,
             wf.tasks.len(),
-            cfg.pilots,
-            cfg.cores_per_pilot
+            pilots_line(&opts.pilots)
         );
     }
     drive_and_report(g, &cfg, &services, id, wf, opts).await
@@ -289,18 +455,18 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
         });
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
+    let opts = options(
+        &cfg,
+        &a.placement,
+        &wf,
+        &a.workflow.display().to_string(),
+        g.json,
+    )?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
-    campaign::create(
-        services.store.as_ref(),
-        id,
-        &wf,
-        &source,
-        format,
-        &options(&cfg),
-    )
-    .await
-    .infra()?;
+    campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)
+        .await
+        .infra()?;
     let dir = cfg.workdir.join(id.to_string());
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))

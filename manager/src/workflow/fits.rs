@@ -16,6 +16,20 @@ pub struct NodeShape {
     pub nodes: u32,
 }
 
+impl NodeShape {
+    /// The node shape of a catalog resource; an MPI task may span its largest queue.
+    pub fn of(r: &emanager_shared::catalog::ResourceEntry) -> NodeShape {
+        let queue_nodes = r.queues.iter().map(|q| q.max_nodes).max();
+        NodeShape {
+            resource: r.name.clone(),
+            cores: r.cores_per_node,
+            gpus: r.gpus_per_node,
+            mem_mb: r.memory_per_node_gb.map(|g| g as u64 * 1024).unwrap_or(0),
+            nodes: queue_nodes.unwrap_or(r.nodes).min(r.nodes).max(1),
+        }
+    }
+}
+
 /// One error per task entry that fits no resource, at the field that is too large. No
 /// shapes, no errors: there is nothing to check against.
 pub fn check_fits(wf: &Workflow, nodes: &[NodeShape]) -> Vec<WorkflowError> {

@@ -85,13 +85,13 @@ pub fn template_text(
     }
 }
 
-/// The working directory when a directive can carry it as is: no `$VAR`, `~` or
+/// The working directory when a directive can carry it as is: absolute, no `$VAR`, `~` or
 /// whitespace (directives are not expanded by a shell). Otherwise only the script's `cd`
 /// applies it.
 pub fn directive_dir(job: &JobDescription) -> Option<&str> {
-    job.working_dir
-        .as_deref()
-        .filter(|d| !d.contains(['$', '~']) && !d.contains(char::is_whitespace))
+    job.working_dir.as_deref().filter(|d| {
+        d.starts_with('/') && !d.contains(['$', '~']) && !d.contains(char::is_whitespace)
+    })
 }
 
 /// Quotes a path for the job script, leaving a leading `$VAR/`, `${VAR}/` or `~/` to the
@@ -141,7 +141,10 @@ pub fn render_script(
         .iter()
         .map(|(k, v)| format!("export {k}={}", shell_quote(v)))
         .collect();
+    // A relative working directory is taken from the home directory, wherever the job
+    // starts (the batch system's own default differs between systems).
     let workdir = match &job.working_dir {
+        Some(dir) if !dir.starts_with(['/', '$', '~']) => quote_path(&format!("~/{dir}")),
         Some(dir) => quote_path(dir),
         None => "\"$HOME\"".to_string(),
     };
@@ -227,6 +230,17 @@ pub async fn run_ok(
     }
 }
 
+/// The last `lines` lines of `path` on the runner's host (`tail`, argv, no shell).
+pub async fn tail(runner: &dyn CommandRunner, path: &str, lines: usize) -> Option<String> {
+    let argv = to_strings(&["tail", "-n", &lines.to_string(), "--", path]);
+    runner
+        .run(&argv, None)
+        .await
+        .ok()
+        .filter(|o| o.success())
+        .map(|o| o.stdout)
+}
+
 pub fn to_strings(argv: &[&str]) -> Vec<String> {
     argv.iter().map(|s| s.to_string()).collect()
 }
@@ -281,6 +295,17 @@ mod tests {
         assert_eq!(quote_path("$(reboot)/x"), "'$(reboot)/x'");
         assert_eq!(quote_path("$HOME;reboot"), "'$HOME;reboot'");
         assert_eq!(quote_path("/usr/bin/env"), "/usr/bin/env");
+    }
+
+    #[test]
+    fn a_relative_working_directory_is_taken_from_home_and_never_a_directive() {
+        let mut j = job();
+        j.working_dir = Some("emanager-runs".into());
+        assert_eq!(directive_dir(&j), None);
+        let s = render_script(&j, &[], template::SLURM_DEFAULT, "t").unwrap();
+        assert!(s.contains("cd \"$HOME\"/emanager-runs || exit 1"), "{s}");
+        j.working_dir = Some("/scratch/em".into());
+        assert_eq!(directive_dir(&j), Some("/scratch/em"));
     }
 
     #[test]

@@ -205,4 +205,10 @@ impl JobService for LocalJobService {
             jobs_queued: 0,
         }])
     }
+
+    async fn tail(&self, path: &str, lines: usize) -> Option<String> {
+        let text = tokio::fs::read_to_string(path).await.ok()?;
+        let all: Vec<&str> = text.lines().collect();
+        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+    }
 }

@@ -234,6 +234,10 @@ impl JobService for LsfJobService {
         let out = batch::run_ok(self.runner.as_ref(), &["bqueues", "-w"]).await?;
         Ok(parse_bqueues(&out.stdout))
     }
+
+    async fn tail(&self, path: &str, lines: usize) -> Option<String> {
+        batch::tail(self.runner.as_ref(), path, lines).await
+    }
 }
 
 #[cfg(test)]

@@ -205,6 +205,9 @@ pub trait JobService: Send + Sync {
     async fn state(&self, id: &JobId) -> Result<JobStatus, AccessError>;
     async fn cancel(&self, id: &JobId) -> Result<(), AccessError>;
     async fn queues(&self) -> Result<Vec<QueueInfo>, AccessError>;
+    /// The last `lines` lines of a text file where the jobs run (a job's output), for
+    /// messages about a job that failed; `None` when it cannot be read.
+    async fn tail(&self, path: &str, lines: usize) -> Option<String>;
 }
 
 /// The job service for a catalog entry: its adapter over a local or SSH runner. Nothing

@@ -359,6 +359,10 @@ impl JobService for SgeJobService {
         }
         Ok(queues)
     }
+
+    async fn tail(&self, path: &str, lines: usize) -> Option<String> {
+        batch::tail(self.runner.as_ref(), path, lines).await
+    }
 }
 
 #[cfg(test)]

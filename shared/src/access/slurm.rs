@@ -346,6 +346,10 @@ impl JobService for SlurmJobService {
         add_job_counts(&mut queues, &squeue.stdout);
         Ok(queues)
     }
+
+    async fn tail(&self, path: &str, lines: usize) -> Option<String> {
+        batch::tail(self.runner.as_ref(), path, lines).await
+    }
 }
 
 #[cfg(test)]

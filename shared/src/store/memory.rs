@@ -254,6 +254,15 @@ impl StateStore for MemoryStore {
         Ok(moved)
     }
 
+    async fn set_pilot_job(&self, id: &CampaignId, p: &PilotId, job_id: &str) -> StoreResult<()> {
+        self.with(id, |c| {
+            if let Some(entry) = c.pilots.get_mut(p) {
+                entry.0.job_id = job_id.to_string();
+            }
+        });
+        Ok(())
+    }
+
     async fn pilots(&self, id: &CampaignId) -> StoreResult<Vec<PilotView>> {
         let now = now_ms();
         Ok(self.with(id, |c| {

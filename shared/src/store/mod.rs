@@ -88,6 +88,9 @@ pub trait StateStore: Send + Sync {
         to: PilotState,
         reason: &str,
     ) -> StoreResult<bool>;
+    /// Records the batch job id of a submitted pilot, touching no other field (its agent
+    /// may already have registered).
+    async fn set_pilot_job(&self, c: &CampaignId, p: &PilotId, job_id: &str) -> StoreResult<()>;
     async fn pilots(&self, c: &CampaignId) -> StoreResult<Vec<PilotView>>;
     /// Refreshes the pilot's alive key for `ttl_ms` and records its load.
     async fn heartbeat(

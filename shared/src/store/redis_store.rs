@@ -687,6 +687,20 @@ impl StateStore for RedisStore {
         Ok(moved == 1)
     }
 
+    async fn set_pilot_job(&self, c: &CampaignId, p: &PilotId, job_id: &str) -> StoreResult<()> {
+        // HSET on a missing hash would create a partial record: only touch a known pilot.
+        let () = redis::cmd("EVAL")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job_id', ARGV[1]) end return 1")
+            .arg(1)
+            .arg(k_pilot(c, p))
+            .arg(job_id)
+            .query_async::<i64>(&mut self.con())
+            .await
+            .map(|_| ())
+            .map_err(|e| op_err("set pilot job", e))?;
+        Ok(())
+    }
+
     async fn pilots(&self, c: &CampaignId) -> StoreResult<Vec<PilotView>> {
         let mut con = self.con();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
