@@ -105,7 +105,9 @@ fn pilot_json(v: &PilotView) -> serde_json::Value {
         "id": v.record.id.to_string(),
         "state": v.record.state.as_str(),
         "resource": v.record.resource,
+        "job_id": v.record.job_id,
         "host": v.record.host,
+        "nodes": v.record.nodes,
         "cores": v.record.cores,
         "busy_cores": v.load.busy_cores,
         "running": v.load.running,
@@ -180,7 +182,11 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
                 vec![
                     v.record.id.short(),
                     v.record.state.to_string(),
-                    v.record.resource.clone(),
+                    if v.record.job_id.is_empty() {
+                        v.record.resource.clone()
+                    } else {
+                        format!("{} job {}", v.record.resource, v.record.job_id)
+                    },
                     format!("{}/{}", v.load.busy_cores, v.record.cores),
                     v.load.running.to_string(),
                     v.heartbeat_age_ms

@@ -212,18 +212,11 @@ fn options(
                 ),
             });
         };
-        opts.pilots = placement
-            .pilot_specs
-            .iter()
-            .map(|spec| pilot_request(catalog, spec))
-            .collect::<Result<_, _>>()
-            .input()?;
-        for p in &opts.pilots {
-            let r = catalog.get(&p.resource).expect("checked by pilot_request");
-            shapes.push(crate::workflow::NodeShape {
-                nodes: p.nodes,
-                ..crate::workflow::NodeShape::of(r)
-            });
+        opts.pilots.clear();
+        for spec in &placement.pilot_specs {
+            let (req, shape) = pilot_request(catalog, spec).input()?;
+            opts.pilots.push(req);
+            shapes.push(shape);
         }
         if opts.pilots.iter().any(|p| p.resource != "local") && !cfg.distributed() {
             return Err(CliError {
@@ -258,11 +251,11 @@ fn options(
 }
 
 /// A `--pilot RESOURCE[@QUEUE]:NODES:WALLTIME` on the catalog, checked against the
-/// resource's queues and limits.
+/// resource's queues and limits, and the node shape its tasks must fit.
 fn pilot_request(
     catalog: &emanager_shared::catalog::Catalog,
     spec: &str,
-) -> anyhow::Result<PilotRequest> {
+) -> anyhow::Result<(PilotRequest, crate::workflow::NodeShape)> {
     let (resource, queue, nodes, walltime_s) =
         PilotRequest::parse_spec(spec).map_err(|e| anyhow::anyhow!("--pilot {e}"))?;
     let r = catalog
@@ -281,7 +274,11 @@ fn pilot_request(
     } else if nodes != 1 {
         anyhow::bail!("--pilot {spec}: resource `{resource}` runs pilots on this host: use 1 node");
     }
-    Ok(PilotRequest {
+    let shape = crate::workflow::NodeShape {
+        nodes,
+        ..crate::workflow::NodeShape::of(r)
+    };
+    let req = PilotRequest {
         resource: if r.access == emanager_shared::catalog::AccessKind::Local {
             "local".into()
         } else {
@@ -293,7 +290,8 @@ fn pilot_request(
         gpus: nodes * r.gpus_per_node,
         mem_mb: 0,
         walltime_s: Some(walltime_s),
-    })
+    };
+    Ok((req, shape))
 }
 
 /// "2 pilot(s) x 4 cores" for local pilots; "localhost-slurm 1x2 cores 00:10:00, ..." else.
