@@ -4,8 +4,10 @@
 
 use crate::model::{PilotLoadView, PilotQueueDepth, QueueSnapshot};
 use crate::slurm_jobs::{squeue_sizes, SlurmJob};
-use emanager_shared::access::runner::{CommandRunner, LocalRunner, SshRunner};
-use emanager_shared::access::{job_service_for, JobService, JobState, QueueInfo};
+use emanager_shared::access::runner::CommandRunner;
+use emanager_shared::access::{
+    command_runner_for, job_service_with_runner, JobService, JobState, QueueInfo,
+};
 use emanager_shared::catalog::{AccessKind, ResourceEntry};
 use emanager_shared::store::{RedisStore, StateStore};
 use serde::Deserialize;
@@ -28,13 +30,11 @@ pub struct ResourceProbe {
 }
 
 impl ResourceProber {
+    /// One runner (host, SSH, `batch_env`) for the service's commands and the probe's own.
     pub fn new(entry: ResourceEntry) -> ResourceProber {
-        let runner: Arc<dyn CommandRunner> = match &entry.ssh {
-            Some(dest) => Arc::new(SshRunner::new(dest)),
-            None => Arc::new(LocalRunner),
-        };
+        let runner = command_runner_for(&entry);
         ResourceProber {
-            service: job_service_for(&entry),
+            service: job_service_with_runner(&entry, runner.clone()),
             runner,
             entry,
         }

@@ -253,7 +253,7 @@ async fn submitted_slurm_job_shows_in_the_snapshot_within_one_interval() {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(b.clone().run(stop_rx));
 
-    let slurm = SlurmJobService::new(Arc::new(LocalRunner), None);
+    let slurm = SlurmJobService::new(Arc::new(LocalRunner::default()), None);
     let job = JobDescription {
         name: "emanager-bundles-test".into(),
         nodes: 1,
@@ -471,7 +471,7 @@ async fn submitted_sge_job_shows_in_the_snapshot_within_one_interval() {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runner = tokio::spawn(b.clone().run(stop_rx));
-    let svc = SgeJobService::new(Arc::new(LocalRunner), None);
+    let svc = SgeJobService::new(Arc::new(LocalRunner::default()), None);
     let job = JobDescription {
         name: "emanager-bundles-sge-test".into(),
         nodes: 1,

@@ -9,15 +9,22 @@
 #   for walltime-limit tests; the only node is this host with its real CPUs and memory;
 # - idempotent: when everything already runs it only checks that the node is idle.
 #
-# Environment: EM_SLURM_STATE (default /var/lib/emanager-slurm) holds the config copy,
-# logs, spool and the pid files of what this script started (read by slurm-down.sh).
+# Several independent clusters can run side by side (one campaign over several sites):
+#   deploy/dev/slurm-up.sh                     # cluster a: emanager-dev, /etc/slurm
+#   EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh  # cluster b: emanager-dev-b, /etc/slurm-b,
+#                                              # ports 6827/6828, node $(hostname -s)-b
+# Clients of cluster b: SLURM_CONF=/etc/slurm-b/slurm.conf sinfo. Names, ports and
+# directories of each cluster: deploy/dev/slurm-cluster.sh.
+#
+# Environment: EM_SLURM_CLUSTER (default a), EM_SLURM_STATE (default
+# /var/lib/emanager-slurm[-X]) holds the config copy, logs, spool and the pid files of
+# what this script started (read by slurm-down.sh).
 set -euo pipefail
 
-STATE=${EM_SLURM_STATE:-/var/lib/emanager-slurm}
-CONF_DIR=/etc/slurm
-CONF=$CONF_DIR/slurm.conf
-NODE=$(hostname -s)
-TEMPLATE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../slurm" && pwd)/slurm.conf.in
+DEV=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=slurm-cluster.sh
+source "$DEV/slurm-cluster.sh"
+TEMPLATE=$(cd "$DEV/../slurm" && pwd)/slurm.conf.in
 
 say() { echo "slurm-up: $*"; }
 
@@ -76,16 +83,32 @@ start_munge() {
   exit 1
 }
 
+# The lines only a non-default cluster has: its ports, and job ids of its own range so an
+# id never names a job on two clusters.
+cluster_params() {
+  [ -z "$SLURM_SUFFIX" ] && return
+  echo "# Dev cluster $SLURM_CLUSTER (deploy/dev/slurm-cluster.sh): own ports and job id range."
+  echo "SlurmctldPort=$CTLD_PORT"
+  echo "SlurmdPort=$SLURMD_PORT"
+  echo "FirstJobId=$(( SLURM_INDEX * 1000000 ))"
+}
+
 write_config() {
   local node_line
-  # Real CPUs and memory of this host, as slurmd sees them.
+  # Real CPUs and memory of this host, as slurmd sees them. A non-default cluster names
+  # its node $HOST-X, reached on 127.0.0.1 at its own slurmd port.
   node_line=$(slurmd -C | head -n1)
+  if [ -n "$SLURM_SUFFIX" ]; then
+    node_line="NodeName=$NODE NodeHostname=$HOST NodeAddr=127.0.0.1 Port=$SLURMD_PORT ${node_line#NodeName=* }"
+  fi
   install -d -m 0755 "$CONF_DIR"
   install -d -o slurm -g slurm -m 0755 "$STATE" "$STATE/ctld" "$STATE/d" "$STATE/log"
   local tmp
   tmp=$(mktemp)
-  sed -e "s|@NODE_LINE@|$node_line|" -e "s|@NODE@|$NODE|g" -e "s|@STATE@|$STATE|g" \
-    "$TEMPLATE" >"$tmp"
+  sed -e "s|@NODE_LINE@|$node_line|" -e "s|@NODE@|$NODE|g" -e "s|@HOST@|$HOST|g" \
+    -e "s|@STATE@|$STATE|g" -e "s|@CLUSTER@|$CLUSTER_NAME|g" -e "s|@CONF@|$CONF|g" \
+    "$TEMPLATE" | awk -v params="$(cluster_params)" \
+    '$0 == "@CLUSTER_PARAMS@" { if (params != "") print params; next } { print }' >"$tmp"
   if [ -f "$CONF" ] && cmp -s "$tmp" "$CONF"; then
     say "config $CONF unchanged"
     rm -f "$tmp"
@@ -107,13 +130,13 @@ start_daemons() {
     fi
   else
     say "starting slurmctld"
-    /usr/sbin/slurmctld
+    /usr/sbin/slurmctld -f "$CONF"
   fi
   if pid_alive "$STATE/slurmd.pid"; then
     say "slurmd already running (pid $(cat "$STATE/slurmd.pid"))"
   else
-    say "starting slurmd"
-    /usr/sbin/slurmd
+    say "starting slurmd ($NODE)"
+    /usr/sbin/slurmd -f "$CONF" -N "$NODE"
   fi
 }
 
@@ -148,4 +171,8 @@ start_munge
 write_config
 start_daemons
 wait_idle
-say "ready in $(( $(date +%s) - T0 )) s (partitions debug [1 h], short [1 min])"
+if [ -z "$SLURM_SUFFIX" ]; then
+  say "ready in $(( $(date +%s) - T0 )) s (partitions debug [1 h], short [1 min])"
+else
+  say "ready in $(( $(date +%s) - T0 )) s (cluster $CLUSTER_NAME, partitions debug [1 h], short [1 min]; export SLURM_CONF=$CONF)"
+fi

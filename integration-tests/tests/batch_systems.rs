@@ -1,16 +1,25 @@
 //! Resource access against the real batch systems on this machine, through `JobService`
 //! built from `examples/resources.toml`.
 //!
-//! Needs: `deploy/dev/slurm-up.sh`, `deploy/dev/sge-up.sh`, `deploy/dev/ssh-up.sh`.
+//! Needs: `deploy/dev/slurm-up.sh`, `EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh` (the
+//! second, independent SLURM cluster), `deploy/dev/sge-up.sh`, `deploy/dev/ssh-up.sh`.
 //! A missing service FAILS the test with the command that starts it.
 
 use emanager_shared::access::{
     job_service_for, AccessError, JobDescription, JobId, JobService, JobState, JobStatus,
 };
 use emanager_shared::catalog::Catalog;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use tokio::sync::{RwLock, RwLockReadGuard};
+
+/// Cluster b's config: what `localhost-slurm-b*` put in SLURM_CONF.
+const SLURM_B_CONF: &str = "/etc/slurm-b/slurm.conf";
+
+/// Tests on cluster b hold it shared; the one that stops its controller holds it alone, so
+/// no other test of this binary sees cluster b down.
+static CLUSTER_B: RwLock<()> = RwLock::const_new(());
 
 fn catalog() -> Catalog {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/resources.toml");
@@ -41,6 +50,62 @@ fn require(what: &str, argv: &[&str], start: &str) {
 
 fn require_slurm() {
     require("SLURM", &["sinfo", "-h"], "sudo deploy/dev/slurm-up.sh");
+}
+
+/// Cluster b must answer; the guard keeps it up for the test (see [`CLUSTER_B`]).
+async fn require_slurm_b() -> RwLockReadGuard<'static, ()> {
+    let guard = CLUSTER_B.read().await;
+    require(
+        "SLURM cluster b (emanager-dev-b)",
+        &["env", &format!("SLURM_CONF={SLURM_B_CONF}"), "sinfo", "-h"],
+        "sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh",
+    );
+    guard
+}
+
+fn dev_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/dev")
+        .join(name)
+}
+
+/// Runs `EM_SLURM_CLUSTER=b deploy/dev/<script> <args>`; Err with its output on failure.
+fn cluster_b_script(script: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new("bash")
+        .arg(dev_script(script))
+        .args(args)
+        .env("EM_SLURM_CLUSTER", "b")
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "EM_SLURM_CLUSTER=b {script} {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Cluster b's slurmctld is stopped while this lives (its slurmd and jobs go on); dropping
+/// it, also when the test panics, starts it again with `slurm-up.sh`.
+struct ClusterBControllerStopped;
+
+impl ClusterBControllerStopped {
+    fn stop() -> ClusterBControllerStopped {
+        cluster_b_script("slurm-down.sh", &["--controller-only"]).expect("stop cluster b");
+        ClusterBControllerStopped
+    }
+}
+
+impl Drop for ClusterBControllerStopped {
+    fn drop(&mut self) {
+        if let Err(e) = cluster_b_script("slurm-up.sh", &[]) {
+            eprintln!("restarting cluster b failed (run `sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh`): {e}");
+        }
+    }
 }
 
 fn require_sge() {
@@ -111,19 +176,18 @@ async fn wait_for(
     }
 }
 
-async fn runs_to_done_with_output(svc: &dyn JobService, queue: &str) {
+/// Runs `script` (sh) as a job in `queue` to Done and returns what it printed. The job's
+/// environment has `EM_GREETING` from the description.
+async fn job_output(svc: &dyn JobService, queue: &str, script: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let job = echo_job(
-        dir.path(),
-        queue,
-        &["/bin/sh", "-c", "echo \"$EM_GREETING\"; sleep 1"],
-    );
+    let job = echo_job(dir.path(), queue, &["/bin/sh", "-c", script]);
     let id = svc.submit(&job).await.expect("submit");
     let (status, seen) = wait_for(svc, &id, |s| s.state.is_final()).await;
+    let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap_or_default();
     assert_eq!(
         status.state,
         JobState::Done,
-        "{status:?}, states seen {seen:?}"
+        "{status:?}, states seen {seen:?}, output {out:?}"
     );
     assert!(
         seen.iter()
@@ -134,8 +198,24 @@ async fn runs_to_done_with_output(svc: &dyn JobService, queue: &str) {
         status.start_time.is_some() && status.end_time.is_some(),
         "{status:?}"
     );
-    let out = std::fs::read_to_string(dir.path().join("out.txt")).expect("job output file");
+    out
+}
+
+/// A job prints the greeting from its environment, and the SLURM cluster it ran on
+/// (`cluster=none` elsewhere); returns the output.
+async fn runs_to_done_with_output(svc: &dyn JobService, queue: &str) -> String {
+    let out = job_output(
+        svc,
+        queue,
+        "echo \"$EM_GREETING\"; echo \"cluster=${SLURM_CLUSTER_NAME:-none}\"; sleep 1",
+    )
+    .await;
     assert!(out.contains("hello from the pilot"), "output: {out:?}");
+    out
+}
+
+fn ran_on_cluster(out: &str, cluster: &str) -> bool {
+    out.lines().any(|l| l == format!("cluster={cluster}"))
 }
 
 async fn cancel_ends_a_running_job(svc: &dyn JobService, queue: &str) {
@@ -167,7 +247,8 @@ async fn rejected_with(svc: &dyn JobService, job: JobDescription, words: &str) {
 #[tokio::test]
 async fn slurm_job_runs_to_done_with_output() {
     require_slurm();
-    runs_to_done_with_output(service("localhost-slurm").as_ref(), "debug").await;
+    let out = runs_to_done_with_output(service("localhost-slurm").as_ref(), "debug").await;
+    assert!(ran_on_cluster(&out, "emanager-dev"), "output: {out:?}");
 }
 
 #[tokio::test]
@@ -252,6 +333,126 @@ async fn slurm_through_ssh_surfaces_rejections() {
         "invalid partition specified: nope",
     )
     .await;
+}
+
+// --- SLURM cluster b: a second, independent cluster on this machine -------------------------
+
+#[tokio::test]
+async fn slurm_b_job_runs_on_cluster_b_with_output_and_srun_inside() {
+    let _b = require_slurm_b().await;
+    let svc = service("localhost-slurm-b");
+    let out = runs_to_done_with_output(svc.as_ref(), "debug").await;
+    assert!(ran_on_cluster(&out, "emanager-dev-b"), "output: {out:?}");
+    // sbatch passed SLURM_CONF on to the job, so a step goes to cluster b's slurmd.
+    let out = job_output(
+        svc.as_ref(),
+        "debug",
+        "srun -n1 sh -c 'echo \"step on $SLURMD_NODENAME of $SLURM_CLUSTER_NAME\"'",
+    )
+    .await;
+    assert!(
+        out.contains("step on ") && out.trim_end().ends_with("-b of emanager-dev-b"),
+        "output: {out:?}"
+    );
+}
+
+#[tokio::test]
+async fn slurm_b_queues_lists_partitions_with_limits() {
+    let _b = require_slurm_b().await;
+    let queues = service("localhost-slurm-b").queues().await.expect("queues");
+    let debug = queues.iter().find(|q| q.name == "debug").expect("debug");
+    assert_eq!(debug.max_walltime_s, Some(3600));
+    assert_eq!(debug.nodes_total, 1);
+    let short = queues.iter().find(|q| q.name == "short").expect("short");
+    assert_eq!(short.max_walltime_s, Some(60));
+}
+
+#[tokio::test]
+async fn slurm_b_rejects_walltime_above_partition_limit() {
+    let _b = require_slurm_b().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = echo_job(dir.path(), "short", &["true"]);
+    job.walltime_s = 600;
+    rejected_with(
+        service("localhost-slurm-b").as_ref(),
+        job,
+        "Requested time limit is invalid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn slurm_b_through_ssh_runs_a_job_and_lists_queues() {
+    let _b = require_slurm_b().await;
+    require_ssh();
+    let svc = service("localhost-slurm-b-ssh");
+    let out = runs_to_done_with_output(svc.as_ref(), "debug").await;
+    assert!(ran_on_cluster(&out, "emanager-dev-b"), "output: {out:?}");
+    let queues = svc.queues().await.expect("queues over ssh");
+    let short = queues.iter().find(|q| q.name == "short").expect("short");
+    assert_eq!(short.max_walltime_s, Some(60));
+}
+
+#[tokio::test]
+async fn slurm_a_and_b_know_only_their_own_jobs() {
+    require_slurm();
+    let _b = require_slurm_b().await;
+    let (a, b) = (service("localhost-slurm"), service("localhost-slurm-b"));
+    let dir = tempfile::tempdir().unwrap();
+    let on_b = b
+        .submit(&echo_job(dir.path(), "debug", &["sleep", "60"]))
+        .await
+        .expect("submit to b");
+    let on_a = a
+        .submit(&echo_job(dir.path(), "debug", &["sleep", "60"]))
+        .await
+        .expect("submit to a");
+    assert_ne!(on_a, on_b, "the clusters' job ids overlap");
+    for (svc, id, owner) in [(&b, &on_b, "b"), (&a, &on_a, "a")] {
+        let status = svc.state(id).await.expect("state on its own cluster");
+        assert!(
+            matches!(status.state, JobState::Queued | JobState::Running),
+            "job {id} on cluster {owner}: {status:?}"
+        );
+    }
+    for (svc, id, other) in [(&a, &on_b, "a"), (&b, &on_a, "b")] {
+        let status = svc.state(id).await.expect("state on the other cluster");
+        assert_eq!(
+            status.state,
+            JobState::Unknown,
+            "cluster {other} knows job {id}: {status:?}"
+        );
+    }
+    let err = a.cancel(&on_b).await.unwrap_err();
+    assert!(matches!(err, AccessError::UnknownJob { .. }), "{err:?}");
+    b.cancel(&on_b).await.expect("cancel on b");
+    a.cancel(&on_a).await.expect("cancel on a");
+}
+
+#[tokio::test]
+async fn slurm_b_controller_down_fails_its_queues_while_a_works() {
+    require_slurm();
+    let _alone = CLUSTER_B.write().await;
+    require(
+        "SLURM cluster b (emanager-dev-b)",
+        &["env", &format!("SLURM_CONF={SLURM_B_CONF}"), "sinfo", "-h"],
+        "sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh",
+    );
+    let (a, b) = (service("localhost-slurm"), service("localhost-slurm-b"));
+    let stopped = ClusterBControllerStopped::stop();
+    let err = b.queues().await.unwrap_err();
+    assert!(
+        matches!(&err, AccessError::CommandFailed { .. })
+            && err
+                .to_string()
+                .contains("Unable to contact slurm controller"),
+        "{err:?}"
+    );
+    let queues = a.queues().await.expect("cluster a still answers");
+    assert!(queues.iter().any(|q| q.name == "debug"), "{queues:?}");
+    drop(stopped);
+    let queues = b.queues().await.expect("cluster b is back");
+    assert!(queues.iter().any(|q| q.name == "debug"), "{queues:?}");
 }
 
 // --- Grid Engine -----------------------------------------------------------------------------

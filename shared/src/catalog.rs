@@ -166,6 +166,12 @@ pub struct ResourceEntry {
     /// `user@host` of the login node; batch commands run there over SSH.
     #[serde(default)]
     pub ssh: Option<String>,
+    /// Environment of every batch command (sbatch, squeue, qstat, the probes), here or
+    /// over SSH: `{ SLURM_CONF = "/etc/slurm-b/slurm.conf" }` picks one of several
+    /// clusters. Not the pilot's environment (that is `agent.environment`), although
+    /// `sbatch` passes its own environment on to the job.
+    #[serde(default)]
+    pub batch_env: BTreeMap<String, String>,
     pub nodes: u32,
     pub cores_per_node: u32,
     #[serde(default)]
@@ -251,6 +257,26 @@ impl ResourceEntry {
                 return bad("ssh", format!("`{ssh}` is not a `user@host` destination"));
             }
         }
+        if !self.batch_env.is_empty() && self.access == AccessKind::Local {
+            return bad(
+                "batch_env",
+                "`access = \"local\"` runs no batch commands; the pilot's environment is `agent.environment`".into(),
+            );
+        }
+        for (name, value) in &self.batch_env {
+            if !is_env_name(name) {
+                return bad(
+                    "batch_env",
+                    format!("`{name}` is not a variable name (letters, digits and `_`, not starting with a digit)"),
+                );
+            }
+            if value.contains('\0') {
+                return bad(
+                    "batch_env",
+                    format!("`{name}`: the value contains a NUL byte"),
+                );
+            }
+        }
         if self.launch_methods.is_empty() {
             return bad(
                 "launch_methods",
@@ -308,6 +334,14 @@ impl ResourceEntry {
         }
         Ok(())
     }
+}
+
+/// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`. Anything else could be
+/// read by `env` as an option or a command, or be refused by the shell.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 /// Named `access` so `cargo test -p emanager-shared access` selects these tests.
 mod access {
 
-    use emanager_shared::access::{AccessError, JobDescription};
+    use emanager_shared::access::{command_runner_for, AccessError, JobDescription};
     use emanager_shared::catalog::{AccessKind, Catalog, CatalogError, LaunchMethod};
 
     fn example() -> Catalog {
@@ -44,6 +44,8 @@ max_nodes = 2
             "frontera",
             "localhost-slurm",
             "localhost-slurm-ssh",
+            "localhost-slurm-b",
+            "localhost-slurm-b-ssh",
             "localhost-sge",
             "local",
         ] {
@@ -61,6 +63,72 @@ max_nodes = 2
             c.get("localhost-slurm-ssh").unwrap().ssh.as_deref(),
             Some("root@localhost")
         );
+        for name in ["localhost-slurm-b", "localhost-slurm-b-ssh"] {
+            let b = c.get(name).unwrap();
+            assert_eq!(
+                b.batch_env.get("SLURM_CONF").map(String::as_str),
+                Some("/etc/slurm-b/slurm.conf"),
+                "{name}"
+            );
+            assert_eq!(b.queue(Some("short")).unwrap().max_walltime_s, 60, "{name}");
+        }
+        assert!(c.get("localhost-slurm").unwrap().batch_env.is_empty());
+    }
+
+    #[test]
+    fn batch_env_names_must_be_variable_names() {
+        for name in ["1ST", "A-B", "", "-i", "A=B", "A B", "Ä"] {
+            let text = MINIMAL.replace(
+                "nodes = 4",
+                &format!("nodes = 4\nbatch_env = {{ \"{name}\" = \"x\" }}"),
+            );
+            let err = error_of(&text);
+            assert!(
+                err.contains(&format!(
+                    "resource `m`: field `batch_env`: `{name}` is not a variable name"
+                )),
+                "{name:?}: {err}"
+            );
+        }
+        let ok = MINIMAL.replace(
+            "nodes = 4",
+            "nodes = 4\nbatch_env = { _X1 = \"a b\", SLURM_CONF = \"/etc/slurm-b/slurm.conf\" }",
+        );
+        let c = Catalog::parse(&ok).unwrap();
+        assert_eq!(c.get("m").unwrap().batch_env.len(), 2);
+    }
+
+    #[test]
+    fn batch_env_values_must_not_hold_nul_and_local_access_has_none() {
+        let err =
+            error_of(&MINIMAL.replace("nodes = 4", "nodes = 4\nbatch_env = { X = \"a\\u0000b\" }"));
+        assert!(
+            err.contains("field `batch_env`: `X`: the value contains a NUL byte"),
+            "{err}"
+        );
+        let err = error_of(&MINIMAL.replace(
+            "access = \"slurm\"",
+            "access = \"local\"\nbatch_env = { X = \"1\" }",
+        ));
+        assert!(
+            err.contains("field `batch_env`: `access = \"local\"` runs no batch commands"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_env_reaches_the_commands_of_the_resource_runner() {
+        let c = example();
+        let runner = command_runner_for(c.get("localhost-slurm-b").unwrap());
+        let out = runner
+            .run(
+                &["sh".into(), "-c".into(), "echo \"$SLURM_CONF\"".into()],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "/etc/slurm-b/slurm.conf\n");
+        assert_eq!(runner.host(), "localhost");
     }
 
     #[test]

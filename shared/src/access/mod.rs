@@ -8,7 +8,9 @@
 //! functions, tested against captured real outputs in `shared/tests/fixtures/`.
 //!
 //! The manager needs three things: [`crate::catalog::Catalog`] to find a resource,
-//! [`job_service_for`] to get its service, and [`JobDescription`] / [`JobStatus`].
+//! [`job_service_for`] to get its service, and [`JobDescription`] / [`JobStatus`]. A
+//! resource's `batch_env` (e.g. `SLURM_CONF` for one of several clusters on one host) goes
+//! to every command its runner ([`command_runner_for`]) runs.
 
 pub mod allocation;
 mod batch;
@@ -214,10 +216,26 @@ pub trait JobService: Send + Sync {
 /// connects until the first call. Keep the service for as long as its jobs live: the
 /// `local` adapter holds its children, and every adapter remembers the jobs it canceled.
 pub fn job_service_for(resource: &ResourceEntry) -> Box<dyn JobService> {
-    let runner: Arc<dyn runner::CommandRunner> = match &resource.ssh {
-        Some(dest) => Arc::new(runner::SshRunner::new(dest)),
-        None => Arc::new(runner::LocalRunner),
-    };
+    job_service_with_runner(resource, command_runner_for(resource))
+}
+
+/// Where the batch commands of a catalog entry run: on its `ssh` login node or on this
+/// host, with its `batch_env` added to every command. The bundle service's probes use it
+/// too, so they see the same cluster as the job service.
+pub fn command_runner_for(resource: &ResourceEntry) -> Arc<dyn runner::CommandRunner> {
+    let env = resource.batch_env.clone();
+    match &resource.ssh {
+        Some(dest) => Arc::new(runner::SshRunner::new(dest).with_env(env)),
+        None => Arc::new(runner::LocalRunner::with_env(env)),
+    }
+}
+
+/// The job service for a catalog entry over a given runner (share one runner between the
+/// service and other commands on the same host; see [`command_runner_for`]).
+pub fn job_service_with_runner(
+    resource: &ResourceEntry,
+    runner: Arc<dyn runner::CommandRunner>,
+) -> Box<dyn JobService> {
     let template = resource.template.clone();
     match resource.access {
         AccessKind::Local => Box::new(local::LocalJobService::new()),

@@ -1,9 +1,11 @@
 //! Where batch commands run: on this host, or on a login node over SSH. Commands are argv;
 //! over SSH each argument is single-quoted for the remote shell, so no user string is ever
-//! interpreted by a shell.
+//! interpreted by a shell. Both runners can add environment variables to every command
+//! (the catalog's `batch_env`, e.g. `SLURM_CONF` to pick one of several clusters).
 
 use super::AccessError;
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
@@ -79,9 +81,22 @@ pub trait CommandRunner: Send + Sync {
     }
 }
 
-/// Runs commands on this host with `tokio::process`.
+/// Environment variables added to every command of a runner.
+pub type CommandEnv = BTreeMap<String, String>;
+
+/// Runs commands on this host with `tokio::process`, with `env` added to the inherited
+/// environment.
 #[derive(Clone, Debug, Default)]
-pub struct LocalRunner;
+pub struct LocalRunner {
+    env: CommandEnv,
+}
+
+impl LocalRunner {
+    /// A runner whose commands get `env` on top of this process's environment.
+    pub fn with_env(env: CommandEnv) -> LocalRunner {
+        LocalRunner { env }
+    }
+}
 
 #[async_trait]
 impl CommandRunner for LocalRunner {
@@ -94,8 +109,8 @@ impl CommandRunner for LocalRunner {
             .split_first()
             .ok_or_else(|| AccessError::InvalidJob("empty command".into()))?;
         let mut cmd = Command::new(program);
-        cmd.args(args);
-        run_command(cmd, stdin, &argv.join(" "), "localhost").await
+        cmd.args(args).envs(&self.env);
+        run_command(cmd, stdin, &shown(&self.env, argv), "localhost").await
     }
 
     fn host(&self) -> String {
@@ -107,10 +122,14 @@ impl CommandRunner for LocalRunner {
 /// connection: the first command opens a ControlMaster that stays up
 /// (`ControlPersist`), later commands reuse its socket. Key authentication only
 /// (`BatchMode=yes`): a password prompt would hang a daemon.
+///
+/// Variables of `env` reach the remote command as `env K=V ... argv` (each word quoted):
+/// sshd passes only the variables its `AcceptEnv` allows, so `SendEnv` would not do.
 #[derive(Clone, Debug)]
 pub struct SshRunner {
     destination: String,
     control_dir: String,
+    env: CommandEnv,
 }
 
 impl SshRunner {
@@ -119,10 +138,17 @@ impl SshRunner {
         SshRunner {
             destination: destination.to_string(),
             control_dir: format!("/tmp/emanager-ssh-{uid}"),
+            env: CommandEnv::new(),
         }
     }
 
-    /// The ssh argv that runs `argv` remotely.
+    /// The same runner, adding `env` to every remote command.
+    pub fn with_env(mut self, env: CommandEnv) -> SshRunner {
+        self.env = env;
+        self
+    }
+
+    /// The ssh argv that runs `argv` remotely (after `env K=V ...` when there is an env).
     pub fn ssh_argv(&self, argv: &[String]) -> Vec<String> {
         let mut out: Vec<String> = vec![
             "-o".into(),
@@ -140,8 +166,15 @@ impl SshRunner {
             self.destination.clone(),
             "--".into(),
         ];
+        let mut words: Vec<String> = Vec::new();
+        if !self.env.is_empty() {
+            words.push("env".into());
+            words.extend(env_words(&self.env));
+        }
+        words.extend(argv.iter().cloned());
         out.push(
-            argv.iter()
+            words
+                .iter()
                 .map(|a| shell_quote(a))
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -164,7 +197,7 @@ impl CommandRunner for SshRunner {
             .create(&self.control_dir)?;
         let mut cmd = Command::new("ssh");
         cmd.args(self.ssh_argv(argv));
-        let out = run_command(cmd, stdin, &argv.join(" "), &self.destination).await?;
+        let out = run_command(cmd, stdin, &shown(&self.env, argv), &self.destination).await?;
         if out.code == Some(255) {
             return Err(AccessError::Ssh {
                 destination: self.destination.clone(),
@@ -177,6 +210,19 @@ impl CommandRunner for SshRunner {
     fn host(&self) -> String {
         self.destination.clone()
     }
+}
+
+/// `K=V` words, in name order.
+fn env_words(env: &CommandEnv) -> impl Iterator<Item = String> + '_ {
+    env.iter().map(|(k, v)| format!("{k}={v}"))
+}
+
+/// The command as logs and errors show it: `K=V ... argv`.
+fn shown(env: &CommandEnv, argv: &[String]) -> String {
+    env_words(env)
+        .chain(argv.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn run_command(
@@ -248,9 +294,70 @@ mod tests {
         assert_eq!(argv[argv.len() - 3], "alice@login1");
     }
 
+    fn conf_b() -> CommandEnv {
+        [(
+            "SLURM_CONF".to_string(),
+            "/etc/slurm-b/slurm.conf".to_string(),
+        )]
+        .into()
+    }
+
+    #[test]
+    fn ssh_argv_without_env_has_no_env_prefix() {
+        let r = SshRunner::new("alice@login1").with_env(CommandEnv::new());
+        let argv = r.ssh_argv(&["sinfo".into(), "-h".into()]);
+        assert_eq!(argv.last().unwrap(), "sinfo -h");
+    }
+
+    #[test]
+    fn ssh_argv_puts_the_env_before_the_command_through_env() {
+        let r = SshRunner::new("root@localhost").with_env(conf_b());
+        let argv = r.ssh_argv(&["sbatch".into(), "--parsable".into(), "/tmp/j.sh".into()]);
+        assert_eq!(
+            argv.last().unwrap(),
+            "env SLURM_CONF=/etc/slurm-b/slurm.conf sbatch --parsable /tmp/j.sh"
+        );
+        assert_eq!(argv[argv.len() - 2], "--");
+    }
+
+    #[test]
+    fn ssh_argv_quotes_env_values_and_keeps_name_order() {
+        let env: CommandEnv = [
+            ("B_VAR".to_string(), "two words; $(reboot)".to_string()),
+            ("A_VAR".to_string(), "it's".to_string()),
+        ]
+        .into();
+        let r = SshRunner::new("alice@login1").with_env(env);
+        let argv = r.ssh_argv(&["squeue".into()]);
+        assert_eq!(
+            argv.last().unwrap(),
+            "env 'A_VAR=it'\\''s' 'B_VAR=two words; $(reboot)' squeue"
+        );
+    }
+
+    #[test]
+    fn shown_command_names_the_env() {
+        assert_eq!(
+            shown(&conf_b(), &["sinfo".into(), "-h".into()]),
+            "SLURM_CONF=/etc/slurm-b/slurm.conf sinfo -h"
+        );
+    }
+
+    #[tokio::test]
+    async fn local_runner_adds_its_env_to_the_command() {
+        let out = LocalRunner::with_env(conf_b())
+            .run(
+                &["sh".into(), "-c".into(), "echo \"$SLURM_CONF\"".into()],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "/etc/slurm-b/slurm.conf\n");
+    }
+
     #[tokio::test]
     async fn local_runner_passes_stdin_and_captures_output() {
-        let out = LocalRunner
+        let out = LocalRunner::default()
             .run(&["cat".to_string()], Some(b"hello"))
             .await
             .unwrap();
