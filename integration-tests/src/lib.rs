@@ -59,6 +59,88 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Fails (never skips) when `argv` does not succeed, saying how to start the service.
+pub fn require(what: &str, argv: &[&str], start: &str) {
+    let ok = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{what} is not running on this machine (`{}` failed): start it with `{start}`",
+        argv.join(" ")
+    );
+}
+
+/// The dev SLURM cluster (`deploy/dev/slurm-up.sh`).
+pub fn require_slurm() {
+    require("SLURM", &["sinfo", "-h"], "sudo deploy/dev/slurm-up.sh");
+}
+
+/// The configuration of the second dev SLURM cluster, `emanager-dev-b`.
+pub const SLURM_B_CONF: &str = "/etc/slurm-b/slurm.conf";
+
+/// The second dev SLURM cluster (`EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh`).
+pub fn require_slurm_b() {
+    require(
+        "SLURM cluster b (emanager-dev-b)",
+        &["env", &format!("SLURM_CONF={SLURM_B_CONF}"), "sinfo", "-h"],
+        "sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh",
+    );
+}
+
+/// The dev Grid Engine (`deploy/dev/sge-up.sh`).
+pub fn require_sge() {
+    require(
+        "Grid Engine",
+        &["qstat", "-g", "c"],
+        "sudo deploy/dev/sge-up.sh",
+    );
+}
+
+/// sshd on localhost with key auth (`deploy/dev/ssh-up.sh`).
+pub fn require_ssh() {
+    require(
+        "sshd on localhost (key auth for this user)",
+        &[
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "localhost",
+            "true",
+        ],
+        "sudo deploy/dev/ssh-up.sh",
+    );
+}
+
+/// A script of `deploy/dev/`.
+pub fn dev_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/dev")
+        .join(name)
+}
+
+/// How many DONE events each task has in a campaign's events stream.
+pub fn done_events_per_task(
+    events: &[emanager_shared::model::Event],
+) -> std::collections::HashMap<emanager_shared::TaskId, usize> {
+    let mut n = std::collections::HashMap::new();
+    for e in events {
+        if let emanager_shared::model::EventKind::Task {
+            task,
+            state: emanager_shared::TaskState::Done,
+            ..
+        } = e.kind
+        {
+            *n.entry(task).or_default() += 1;
+        }
+    }
+    n
+}
+
 /// `n` local pilots of `cores` cores without a walltime.
 pub fn local_pilots(n: u32, cores: u32) -> Vec<PilotRequest> {
     (0..n).map(|_| PilotRequest::local(cores)).collect()

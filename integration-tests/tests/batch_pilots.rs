@@ -9,27 +9,11 @@
 //! service FAILS the test with the command that starts it.
 
 use assert_cmd::Command;
-use integration_tests::{amqp_url, redis_url, workspace_bin};
+use integration_tests::{
+    amqp_url, redis_url, require_sge, require_slurm, require_ssh, workspace_bin,
+};
 use std::path::Path;
 use std::time::Duration;
-
-/// Fails (never skips) when `argv` does not succeed, saying how to start the service.
-fn require(what: &str, argv: &[&str], start: &str) {
-    let ok = std::process::Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{what} is not running on this machine (`{}` failed): start it with `{start}`",
-        argv.join(" ")
-    );
-}
-
-fn require_slurm() {
-    require("SLURM", &["sinfo", "-h"], "sudo deploy/dev/slurm-up.sh");
-}
 
 /// A catalog of this machine's batch systems with 1-core nodes and this build's agent.
 fn catalog(dir: &Path, extra: &str) -> std::path::PathBuf {
@@ -216,11 +200,7 @@ async fn a_campaign_on_a_slurm_pilot_runs_its_tasks_inside_the_sbatch_job_with_s
 
 #[tokio::test]
 async fn a_campaign_on_a_grid_engine_pilot_runs_its_tasks_inside_the_qsub_job() {
-    require(
-        "Grid Engine",
-        &["qstat", "-g", "c"],
-        "sudo deploy/dev/sge-up.sh",
-    );
+    require_sge();
     let dir = tempfile::tempdir().unwrap();
     catalog(dir.path(), "");
     let wf = write_workflow(dir.path(), ECHO_JOB);
@@ -238,19 +218,7 @@ async fn a_campaign_on_a_grid_engine_pilot_runs_its_tasks_inside_the_qsub_job() 
 #[tokio::test]
 async fn a_campaign_reaches_slurm_through_ssh() {
     require_slurm();
-    require(
-        "sshd on localhost (key auth for this user)",
-        &[
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "localhost",
-            "true",
-        ],
-        "sudo deploy/dev/ssh-up.sh",
-    );
+    require_ssh();
     let dir = tempfile::tempdir().unwrap();
     catalog(dir.path(), "");
     let wf = write_workflow(dir.path(), ECHO_JOB);
@@ -400,7 +368,7 @@ est_duration_s = 3
         .filter(|t| t["pilot"].as_str().is_some_and(|p| slurm_id.starts_with(p)))
         .count();
     assert!(
-        on_slurm >= 5 && on_slurm < 36,
+        (5..36).contains(&on_slurm),
         "{on_slurm} tasks on the SLURM pilot"
     );
     cleanup(&c).await;

@@ -9,13 +9,11 @@ use emanager_shared::access::{
     job_service_for, AccessError, JobDescription, JobId, JobService, JobState, JobStatus,
 };
 use emanager_shared::catalog::Catalog;
-use std::path::{Path, PathBuf};
+use integration_tests::{dev_script, require_sge, require_slurm, require_ssh};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::sync::{RwLock, RwLockReadGuard};
-
-/// Cluster b's config: what `localhost-slurm-b*` put in SLURM_CONF.
-const SLURM_B_CONF: &str = "/etc/slurm-b/slurm.conf";
 
 /// Tests on cluster b hold it shared; the one that stops its controller holds it alone, so
 /// no other test of this binary sees cluster b down.
@@ -34,39 +32,11 @@ fn service(name: &str) -> Box<dyn JobService> {
     )
 }
 
-/// Fails (never skips) when `argv` does not succeed, saying how to start the service.
-fn require(what: &str, argv: &[&str], start: &str) {
-    let ok = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{what} is not running on this machine (`{}` failed): start it with `{start}`",
-        argv.join(" ")
-    );
-}
-
-fn require_slurm() {
-    require("SLURM", &["sinfo", "-h"], "sudo deploy/dev/slurm-up.sh");
-}
-
 /// Cluster b must answer; the guard keeps it up for the test (see [`CLUSTER_B`]).
 async fn require_slurm_b() -> RwLockReadGuard<'static, ()> {
     let guard = CLUSTER_B.read().await;
-    require(
-        "SLURM cluster b (emanager-dev-b)",
-        &["env", &format!("SLURM_CONF={SLURM_B_CONF}"), "sinfo", "-h"],
-        "sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh",
-    );
+    integration_tests::require_slurm_b();
     guard
-}
-
-fn dev_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy/dev")
-        .join(name)
 }
 
 /// Runs `EM_SLURM_CLUSTER=b deploy/dev/<script> <args>`; Err with its output on failure.
@@ -106,30 +76,6 @@ impl Drop for ClusterBControllerStopped {
             eprintln!("restarting cluster b failed (run `sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh`): {e}");
         }
     }
-}
-
-fn require_sge() {
-    require(
-        "Grid Engine",
-        &["qstat", "-g", "c"],
-        "sudo deploy/dev/sge-up.sh",
-    );
-}
-
-fn require_ssh() {
-    require(
-        "sshd on localhost (key auth for this user)",
-        &[
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "localhost",
-            "true",
-        ],
-        "sudo deploy/dev/ssh-up.sh",
-    );
 }
 
 /// A trivial job writing its output to a fresh directory.
@@ -433,11 +379,7 @@ async fn slurm_a_and_b_know_only_their_own_jobs() {
 async fn slurm_b_controller_down_fails_its_queues_while_a_works() {
     require_slurm();
     let _alone = CLUSTER_B.write().await;
-    require(
-        "SLURM cluster b (emanager-dev-b)",
-        &["env", &format!("SLURM_CONF={SLURM_B_CONF}"), "sinfo", "-h"],
-        "sudo EM_SLURM_CLUSTER=b deploy/dev/slurm-up.sh",
-    );
+    integration_tests::require_slurm_b();
     let (a, b) = (service("localhost-slurm"), service("localhost-slurm-b"));
     let stopped = ClusterBControllerStopped::stop();
     let err = b.queues().await.unwrap_err();

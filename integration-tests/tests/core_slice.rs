@@ -2,27 +2,13 @@
 //! agent processes -> Redis, on the real services.
 
 use emanager_shared::broker::QueueKind;
-use emanager_shared::model::EventKind;
+
 use emanager_shared::protocol::{Envelope, Message};
-use emanager_shared::{PilotState, TaskId, TaskState};
+use emanager_shared::{PilotState, TaskState};
+use integration_tests::done_events_per_task;
 use integration_tests::Campaign;
 use std::collections::HashMap;
 use std::time::Duration;
-
-fn done_events_per_task(events: &[emanager_shared::model::Event]) -> HashMap<TaskId, usize> {
-    let mut n = HashMap::new();
-    for e in events {
-        if let EventKind::Task {
-            task,
-            state: TaskState::Done,
-            ..
-        } = e.kind
-        {
-            *n.entry(task).or_default() += 1;
-        }
-    }
-    n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_short_tasks_over_two_pilots_all_done_with_their_records() {

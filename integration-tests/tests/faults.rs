@@ -4,30 +4,15 @@
 //! Tests that take a shared service down hold `service_outage_lock()`, so they never overlap
 //! with each other or with the soak; each outage lasts a few seconds.
 
-use emanager_shared::model::{Event, EventKind};
 use emanager_shared::store::{RedisStore, StateStore};
 use emanager_shared::{PilotState, TaskId, TaskState};
+use integration_tests::done_events_per_task;
 use integration_tests::{local_pilots, services, workspace_bin, Campaign};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn done_events_per_task(events: &[Event]) -> HashMap<TaskId, usize> {
-    let mut n = HashMap::new();
-    for e in events {
-        if let EventKind::Task {
-            task,
-            state: TaskState::Done,
-            ..
-        } = e.kind
-        {
-            *n.entry(task).or_default() += 1;
-        }
-    }
-    n
-}
 
 /// Every task DONE, each with exactly one DONE event.
 async fn assert_each_task_done_once(c: &Campaign, total: usize) {

@@ -561,14 +561,9 @@ impl Driver {
             rec.log_path = preview.unwrap_or_default();
             self.store.put_pilot(&self.c, &rec).await?;
             let target = self.launcher.agent_target().expect("checked above");
-            match self
-                .sites
+            self.sites
                 .submit(&self.c, id, &req, &self.opts, &target)
-                .await
-            {
-                Ok(l) => Ok(l),
-                Err(e) => Err(format!("pilot job refused: {e}")),
-            }
+                .map_err(|e| format!("pilot job refused: {e}"))
         } else {
             // Recorded before it starts, so the agent's registration always comes after.
             rec.log_path = self.launcher.log_path(&self.c, &id, &self.opts);
@@ -948,10 +943,26 @@ impl Driver {
                 let since = match &state {
                     LaunchState::Running(t) => Some(*t),
                     LaunchState::Queued => None,
-                    _ if matches!(slot.launch, Some(LaunchedPilot::Batch(_))) => None,
+                    _ if matches!(
+                        slot.launch,
+                        Some(LaunchedPilot::Batch(_) | LaunchedPilot::Submitting(_))
+                    ) =>
+                    {
+                        None
+                    }
                     _ => Some(slot.launched_at),
                 };
                 match state {
+                    LaunchState::Submitted(job) => {
+                        tracing::info!(pilot = %id, %job, "pilot job submitted");
+                        self.store.set_pilot_job(&self.c, &id, &job).await?;
+                    }
+                    LaunchState::Refused(reason) => {
+                        // Asking again would be refused again: no replacement.
+                        slot.request = None;
+                        lost.push((id, PilotState::Failed, reason));
+                        continue;
+                    }
                     LaunchState::Gone(reason) => {
                         let tail = crate::pilots::log_tail(std::path::Path::new(&slot.log), 5);
                         let tail = if tail.trim().is_empty() {
@@ -1000,7 +1011,7 @@ impl Driver {
             self.lose_pilot(id, state, &why).await?;
         }
         self.release_idle_pilots().await?;
-        self.require_some_pilot()?;
+        self.ensure_a_pilot().await?;
         let active = self
             .pilots
             .iter()
@@ -1035,8 +1046,8 @@ impl Driver {
         slot.state = state;
         slot.reason = why.clone();
         if let Some(l) = slot.launch.as_mut() {
-            if state == PilotState::Failed && !matches!(l.poll().await, LaunchState::Gone(_)) {
-                l.kill().await;
+            if state == PilotState::Failed && l.may_be_alive() {
+                let _ = l.kill(); // in the background: the rest of the campaign goes on
             }
         }
         let request = slot.request.clone();
@@ -1047,42 +1058,54 @@ impl Driver {
             tracing::warn!(pilot = %id, error = %e, "cannot delete the queues of a lost pilot");
         }
         let work_left = self.counts.finished() < self.counts.total;
-        let live = self.pilots.values().filter(|p| !p.state.is_final()).count();
         if state == PilotState::Failed && work_left {
-            match request {
-                Some(req) if self.replacements < self.opts.max_pilot_replacements => {
-                    self.replacements += 1;
-                    tracing::info!(replacing = %id, "starting a replacement pilot");
-                    self.launch(req).await?;
-                }
-                _ if live == 0 => anyhow::bail!(
-                    "every pilot is gone and the replacement budget ({}) is used up; last loss: {why}. Resume with `emanager resume {}` once the cause is fixed",
-                    self.opts.max_pilot_replacements,
-                    self.c
-                ),
-                _ => {}
+            if let Some(req) = request {
+                self.replace(id, req).await?;
             }
         }
         Ok(())
     }
 
-    /// Work is left but no pilot is: every launch failed (refused jobs) or ended. Stop with
-    /// the reasons instead of waiting forever.
-    fn require_some_pilot(&self) -> anyhow::Result<()> {
+    /// Starts a pilot like `req` in place of `old`, while the replacement budget lasts.
+    async fn replace(&mut self, old: PilotId, req: PilotRequest) -> anyhow::Result<bool> {
+        if self.replacements >= self.opts.max_pilot_replacements {
+            return Ok(false);
+        }
+        self.replacements += 1;
+        tracing::info!(replacing = %old, resource = %req.resource, "starting a replacement pilot");
+        self.launch(req).await?;
+        Ok(true)
+    }
+
+    /// Work is left but no pilot is (they failed, were refused, or reached their walltime):
+    /// start another like the last one that ran while the replacement budget lasts, else stop
+    /// with the reasons instead of waiting forever.
+    async fn ensure_a_pilot(&mut self) -> anyhow::Result<()> {
         let live = self.pilots.values().any(|p| !p.state.is_final());
         if live || self.all_final() || self.pilots.is_empty() {
             return Ok(());
         }
+        let last = self
+            .pilots
+            .iter()
+            .filter_map(|(id, p)| p.request.clone().map(|r| (*id, r, p.launched_at)))
+            .max_by_key(|(_, _, at)| *at);
+        if let Some((old, req, _)) = last {
+            if self.replace(old, req).await? {
+                return Ok(());
+            }
+        }
         let reasons: Vec<String> = self
             .pilots
             .iter()
-            .filter(|(_, p)| p.state == PilotState::Failed)
-            .map(|(id, p)| format!("pilot {}: {}", id.short(), p.reason))
+            .map(|(id, p)| format!("pilot {} {}: {}", id.short(), p.state, p.reason))
             .collect();
         anyhow::bail!(
-            "no pilot is left to run the {} unfinished task(s) of campaign {}: {}. Fix the cause and `emanager resume {}`",
+            "no pilot is left to run the {} unfinished task(s) of campaign {} (replacements used: {} of {}): {}. Fix the cause and `emanager resume {}`",
             self.counts.total - self.counts.finished(),
             self.c,
+            self.replacements,
+            self.opts.max_pilot_replacements,
             reasons.join("; "),
             self.c
         )
@@ -1132,7 +1155,7 @@ impl Driver {
                 if let Some(p) = self.pilots.get_mut(&id) {
                     p.released = true;
                     if let Some(l) = p.launch.as_mut() {
-                        l.kill().await;
+                        let _ = l.kill();
                     }
                 }
                 self.store
@@ -1321,12 +1344,13 @@ impl Driver {
             .filter(|(_, p)| !p.state.is_final())
             .map(|(id, _)| *id)
             .collect();
+        let mut cancels = Vec::new();
         for id in &live {
             let slot = self.pilots.get_mut(id).expect("live pilot");
             if !slot.registered {
                 // Never started: cancel its job (or process) rather than wait for it.
                 if let Some(l) = slot.launch.as_mut() {
-                    l.kill().await;
+                    cancels.extend(l.kill());
                 }
                 let _ = self
                     .store
@@ -1377,11 +1401,21 @@ impl Driver {
                         let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
                     }
                     // An agent that did not stop in time: end its allocation.
-                    Some(l @ LaunchedPilot::Batch(_)) if !slot.state.is_final() => l.kill().await,
+                    Some(l @ LaunchedPilot::Batch(_)) if !slot.state.is_final() => {
+                        cancels.extend(l.kill())
+                    }
                     _ => {}
                 }
             }
             let _ = self.broker.delete_pilot(&self.c, &id).await;
+        }
+        // The batch systems must hear of the cancels before this manager exits.
+        let all = futures::future::join_all(cancels);
+        if tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some pilot jobs could not be canceled within 30 s");
         }
     }
 

@@ -23,8 +23,19 @@ const JOB_POLL: Duration = Duration::from_secs(3);
 pub enum LaunchedPilot {
     InProcess(tokio::task::JoinHandle<anyhow::Result<pilot_agent::AgentSummary>>),
     Process(tokio::process::Child),
+    /// A pilot job being submitted (`sbatch` over SSH may take seconds: the manager does
+    /// not wait for it).
+    Submitting(Submission),
     /// A pilot job in a batch system.
     Batch(BatchJob),
+    /// Nothing runs any more (its submission failed), with why.
+    Ended(String),
+}
+
+/// A submission in flight.
+pub struct Submission {
+    handle: tokio::task::JoinHandle<Result<BatchJob, AccessError>>,
+    resource: String,
 }
 
 /// A submitted pilot job and what the batch system last said of it.
@@ -49,6 +60,11 @@ pub enum LaunchState {
     Queued,
     /// Running since this instant (its agent should register soon).
     Running(Instant),
+    /// Its job was just submitted with this id (reported once, to be recorded).
+    Submitted(String),
+    /// The batch system refused its job, with the scheduler's message: asking again would
+    /// be refused again.
+    Refused(String),
     /// Gone before its agent registered, with why.
     Gone(String),
 }
@@ -215,29 +231,96 @@ impl LaunchedPilot {
                 Err(e) => LaunchState::Gone(format!("cannot watch the agent process: {e}")),
             },
             LaunchedPilot::Batch(b) => b.poll().await,
+            LaunchedPilot::Ended(why) => LaunchState::Gone(why.clone()),
+            LaunchedPilot::Submitting(sub) => {
+                if !sub.handle.is_finished() {
+                    return LaunchState::Starting;
+                }
+                let resource = sub.resource.clone();
+                match (&mut sub.handle).await {
+                    Ok(Ok(job)) => {
+                        let id = job.job.to_string();
+                        *self = LaunchedPilot::Batch(job);
+                        LaunchState::Submitted(id)
+                    }
+                    Ok(Err(e)) => {
+                        let why = format!("pilot job refused by {resource}: {e}");
+                        *self = LaunchedPilot::Ended(why.clone());
+                        LaunchState::Refused(why)
+                    }
+                    Err(e) => {
+                        let why = format!("submission to {resource} failed: {e}");
+                        *self = LaunchedPilot::Ended(why.clone());
+                        LaunchState::Gone(why)
+                    }
+                }
+            }
         }
     }
 
-    /// Stops the pilot: kills the agent, or cancels the batch job.
-    pub async fn kill(&mut self) {
+    /// Whether the pilot may still hold resources, without asking a batch system.
+    pub fn may_be_alive(&mut self) -> bool {
         match self {
-            LaunchedPilot::InProcess(h) => h.abort(),
+            LaunchedPilot::InProcess(h) => !h.is_finished(),
+            LaunchedPilot::Process(c) => matches!(c.try_wait(), Ok(None)),
+            LaunchedPilot::Submitting(_) => true,
+            LaunchedPilot::Batch(b) => !b.state.is_final(),
+            LaunchedPilot::Ended(_) => false,
+        }
+    }
+
+    /// Stops the pilot: kills the agent, or cancels the batch job. A batch system is told in
+    /// the background (over SSH to a site that is down, that takes seconds): await the
+    /// handle to know it was told.
+    pub fn kill(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        match self {
+            LaunchedPilot::InProcess(h) => {
+                h.abort();
+                None
+            }
             LaunchedPilot::Process(c) => {
                 let _ = c.start_kill();
+                None
+            }
+            LaunchedPilot::Ended(_) => None,
+            LaunchedPilot::Submitting(_) => {
+                let LaunchedPilot::Submitting(sub) =
+                    std::mem::replace(self, LaunchedPilot::Ended("canceled".into()))
+                else {
+                    unreachable!("matched above")
+                };
+                // Let the submission finish, then cancel what it made.
+                Some(tokio::spawn(async move {
+                    if let Ok(Ok(job)) = sub.handle.await {
+                        let _ = job.cancel_in_background().await;
+                    }
+                }))
             }
             LaunchedPilot::Batch(b) => {
-                if !b.state.is_final() {
-                    if let Err(e) = b.service.cancel(&b.job).await {
-                        tracing::warn!(job = %b.job, resource = %b.resource, error = %e, "cannot cancel the pilot job");
-                    }
-                    b.state = JobState::Canceled;
+                if b.state.is_final() {
+                    return None;
                 }
+                b.state = JobState::Canceled;
+                Some(b.cancel_in_background())
             }
         }
     }
 }
 
 impl BatchJob {
+    fn cancel_in_background(&self) -> tokio::task::JoinHandle<()> {
+        let (service, job, resource) = (
+            self.service.clone(),
+            self.job.clone(),
+            self.resource.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = service.cancel(&job).await {
+                tracing::warn!(%job, %resource, error = %e, "cannot cancel the pilot job");
+            }
+        })
+    }
+
     pub fn new(service: Arc<dyn JobService>, job: JobId, resource: &str) -> BatchJob {
         BatchJob {
             service,
@@ -361,9 +444,10 @@ impl Sites {
         )))
     }
 
-    /// Submits the pilot job of `pilot`; returns it and the agent's log path. A refusal by
-    /// the batch system is [`AccessError::Rejected`] with its message.
-    pub async fn submit(
+    /// Starts submitting the pilot job of `pilot` in the background; returns it (polled
+    /// like any launch: `Submitted`, then the job's states, or `Refused` with the batch
+    /// system's message) and the agent's log path. An impossible request fails here.
+    pub fn submit(
         &mut self,
         campaign: &CampaignId,
         pilot: PilotId,
@@ -379,10 +463,20 @@ impl Sites {
         })?;
         let p = pilot_job(campaign, pilot, req, opts, target, &r)?;
         let service = self.service(&r);
-        let id = service.submit(&p.job).await?;
-        let mut b = BatchJob::new(service, id, &r.name);
-        b.output = p.output;
-        Ok((LaunchedPilot::Batch(b), p.log))
+        let resource = r.name.clone();
+        let handle = tokio::spawn(async move {
+            let id = service.submit(&p.job).await?;
+            let mut b = BatchJob::new(service, id, &resource);
+            b.output = p.output;
+            Ok(b)
+        });
+        Ok((
+            LaunchedPilot::Submitting(Submission {
+                handle,
+                resource: r.name.clone(),
+            }),
+            p.log,
+        ))
     }
 }
 
