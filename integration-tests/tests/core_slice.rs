@@ -95,6 +95,16 @@ async fn a_garbled_message_is_dead_lettered_and_the_agent_goes_on() {
         )
         .await
         .unwrap();
+    // The control queue too: the agent dead-letters it and keeps obeying later messages.
+    c.broker
+        .publish(
+            &c.id,
+            &pilot,
+            QueueKind::Control,
+            b"\xc1 garbage on the control queue".to_vec(),
+        )
+        .await
+        .unwrap();
     let mut future = Envelope::new(c.id, Message::Drain);
     future.v = 99;
     let bytes = rmp_serde::to_vec_named(&future).unwrap();
@@ -114,10 +124,14 @@ async fn a_garbled_message_is_dead_lettered_and_the_agent_goes_on() {
     );
     let dead = c.broker.drain_dead_letters(&c.id).await.unwrap();
     let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
-    assert_eq!(dead.len(), 2, "{reasons:?}");
-    assert!(
-        reasons.iter().any(|r| r.starts_with("garbled message")),
-        "{reasons:?}"
+    assert_eq!(dead.len(), 3, "{reasons:?}");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.starts_with("garbled message"))
+            .count(),
+        2,
+        "one on each queue: {reasons:?}"
     );
     assert!(
         reasons
@@ -184,4 +198,70 @@ async fn agent_killed_mid_run_its_tasks_are_rebound_none_lost_none_done_twice() 
         "the killed agent's unfinished tasks were rebound"
     );
     c.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_redelivered_past_the_delivery_limit_is_dead_lettered() {
+    use emanager_shared::broker::DELIVERY_LIMIT;
+    use lapin::options::{BasicGetOptions, BasicNackOptions};
+    let (broker, _) = integration_tests::services().await;
+    let (c, p) = (
+        emanager_shared::CampaignId::random(),
+        emanager_shared::PilotId::random(),
+    );
+    broker.declare_pilot(&c, &p).await.unwrap();
+    let bytes = Envelope::new(c, Message::Drain).encode().unwrap();
+    broker
+        .publish(&c, &p, QueueKind::Tasks, bytes.clone())
+        .await
+        .unwrap();
+    // A consumer that crashes on the message every time: it comes back until the limit.
+    let conn = lapin::Connection::connect(
+        &integration_tests::amqp_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let queue = emanager_shared::broker::queue_name(&c, &p, QueueKind::Tasks);
+    let mut deliveries = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        match ch
+            .basic_get(&queue, BasicGetOptions { no_ack: false })
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                deliveries += 1;
+                m.delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+            None if deliveries > 0 => {
+                let dead = broker.drain_dead_letters(&c).await.unwrap();
+                if !dead.is_empty() {
+                    assert_eq!(dead.len(), 1);
+                    assert_eq!(dead[0].payload, bytes, "the poison message itself");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        deliveries > DELIVERY_LIMIT as usize && deliveries <= DELIVERY_LIMIT as usize + 1,
+        "delivered {deliveries} times with a limit of {DELIVERY_LIMIT}"
+    );
+    assert!(
+        broker.drain_dead_letters(&c).await.unwrap().is_empty(),
+        "dead-lettered once"
+    );
+    let _ = broker.delete_pilot(&c, &p).await;
+    let _ = broker.delete_campaign(&c).await;
 }

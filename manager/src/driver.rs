@@ -1307,19 +1307,30 @@ impl Driver {
                     attempt: self.tasks[i].attempt,
                 })
                 .collect();
-            let bytes = Envelope::new(self.c, Message::TaskBatch { tasks }).encode()?;
-            if let Err(e) = self
-                .broker
-                .publish(&self.c, &pilot, QueueKind::Tasks, bytes)
-                .await
-            {
-                tracing::error!(pilot = %pilot, error = %e, "cannot publish tasks; rebinding them");
-                let chunk = chunk.to_vec();
-                self.rebind(&chunk, &format!("publish to pilot failed: {e}"))
-                    .await?;
-            } else {
-                crate::metrics::get().published.inc_by(chunk.len() as u64);
-                crate::metrics::get().batches.inc();
+            let (messages, too_big) =
+                emanager_shared::protocol::encode_task_batches(self.c, &tasks);
+            for (k, e) in too_big {
+                let i = chunk[k];
+                self.unbind(i);
+                let why = format!(
+                    "cannot be sent to a pilot: {e}; make its environment and command smaller"
+                );
+                self.fail_for_good(i, &why).await?;
+            }
+            for m in messages {
+                let sent: Vec<usize> = chunk[m.tasks.clone()].to_vec();
+                if let Err(e) = self
+                    .broker
+                    .publish(&self.c, &pilot, QueueKind::Tasks, m.bytes)
+                    .await
+                {
+                    tracing::error!(pilot = %pilot, error = %e, "cannot publish tasks; rebinding them");
+                    self.rebind(&sent, &format!("publish to pilot failed: {e}"))
+                        .await?;
+                } else {
+                    crate::metrics::get().published.inc_by(sent.len() as u64);
+                    crate::metrics::get().batches.inc();
+                }
             }
         }
         Ok(())

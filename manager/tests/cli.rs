@@ -234,3 +234,34 @@ fn skeleton_converts_to_a_workflow_that_validates() {
         .assert()
         .success();
 }
+
+#[test]
+fn a_task_too_large_for_a_message_fails_alone_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("big.toml");
+    // 17 MiB of environment: more than a broker message may carry.
+    let big = "x".repeat(17 << 20);
+    std::fs::write(
+        &wf,
+        format!(
+            "[[tasks]]\nname = \"huge\"\ncommand = [\"true\"]\nretries = 0\nenv = {{ BIG = \"{big}\" }}\n\n[[tasks]]\nname = \"small-{{index}}\"\ncount = 3\ncommand = [\"true\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = emanager(dir.path())
+        .args(["run", "--json"])
+        .arg(&wf)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["counts"]["done"], 3, "{v}");
+    assert_eq!(v["counts"]["failed"], 1, "{v}");
+    let why = v["failures"][0]["reason"].as_str().unwrap();
+    assert!(
+        why.contains("cannot be sent to a pilot") && why.contains("exceeds the limit"),
+        "{why}"
+    );
+}

@@ -48,7 +48,7 @@ impl Message {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum ProtocolError {
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     Oversized { size: usize, limit: usize },
@@ -58,6 +58,55 @@ pub enum ProtocolError {
     Garbled(String),
     #[error("envelope says kind `{envelope}` but the body is a `{body}`")]
     KindMismatch { envelope: String, body: String },
+}
+
+/// A `TaskBatch` message ready to publish and the tasks it carries (indices into the slice
+/// given to [`encode_task_batches`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedBatch {
+    pub bytes: Vec<u8>,
+    pub tasks: std::ops::Range<usize>,
+}
+
+/// Encodes `tasks` as `TaskBatch` messages, halving any batch that would exceed
+/// [`MAX_MESSAGE_BYTES`] (tasks with large environments), so one big task never stops the
+/// others. Returns the messages, and the tasks too large to send even alone with the error.
+pub fn encode_task_batches(
+    campaign: CampaignId,
+    tasks: &[BoundTask],
+) -> (Vec<EncodedBatch>, Vec<(usize, ProtocolError)>) {
+    fn go(
+        campaign: CampaignId,
+        tasks: &[BoundTask],
+        offset: usize,
+        out: &mut Vec<EncodedBatch>,
+        too_big: &mut Vec<(usize, ProtocolError)>,
+    ) {
+        if tasks.is_empty() {
+            return;
+        }
+        let env = Envelope::new(
+            campaign,
+            Message::TaskBatch {
+                tasks: tasks.to_vec(),
+            },
+        );
+        match env.encode() {
+            Ok(bytes) => out.push(EncodedBatch {
+                bytes,
+                tasks: offset..offset + tasks.len(),
+            }),
+            Err(ProtocolError::Oversized { .. }) if tasks.len() > 1 => {
+                let half = tasks.len() / 2;
+                go(campaign, &tasks[..half], offset, out, too_big);
+                go(campaign, &tasks[half..], offset + half, out, too_big);
+            }
+            Err(e) => too_big.extend((offset..offset + tasks.len()).map(|i| (i, e.clone()))),
+        }
+    }
+    let (mut out, mut too_big) = (Vec::new(), Vec::new());
+    go(campaign, tasks, 0, &mut out, &mut too_big);
+    (out, too_big)
 }
 
 /// Only the version, decoded first so an unknown version is reported as such and not as garbage.
@@ -172,6 +221,54 @@ mod tests {
         let bytes = golden_batch().encode().unwrap();
         assert_eq!(hex::encode(&bytes), GOLDEN_BATCH.trim());
         assert_eq!(Envelope::decode(&bytes).unwrap(), golden_batch());
+    }
+
+    // Control messages are pinned too (the control queue is read by older agents).
+    const GOLDEN_SHUTDOWN: &str =
+        "85a17601a46b696e64a853687574646f776ea863616d706169676ec41001234567\
+89abcdef0123456789abcdefa773656e745f6174cf0000018bcfe56800a4626f6479a853687574646f776e";
+
+    #[test]
+    fn shutdown_and_cancel_encodings_are_pinned() {
+        let bytes = golden_envelope(Message::Shutdown).encode().unwrap();
+        assert_eq!(hex::encode(&bytes), GOLDEN_SHUTDOWN);
+        let cancel = golden_envelope(Message::Cancel {
+            task_ids: vec![TaskId(Uuid::from_u128(7))],
+        });
+        let bytes = cancel.encode().unwrap();
+        assert_eq!(hex::encode(&bytes), GOLDEN_CANCEL);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), cancel);
+    }
+
+    const GOLDEN_CANCEL: &str = "85a17601a46b696e64a643616e63656ca863616d706169676ec4100123456789\
+abcdef0123456789abcdefa773656e745f6174cf0000018bcfe56800a4626f647981a643616e63656c81a87461736b\
+5f69647391c41000000000000000000000000000000007";
+
+    #[test]
+    fn batches_too_large_for_one_message_are_split_and_a_task_too_large_alone_is_named() {
+        let task = |i: u128, env_bytes: usize| {
+            let mut spec = TaskSpec::new(TaskId(Uuid::from_u128(i)), "t", vec!["true".into()]);
+            spec.env.insert("BIG".into(), "x".repeat(env_bytes));
+            BoundTask { spec, attempt: 1 }
+        };
+        // Four tasks of 6 MiB each: no message may hold more than two.
+        let mut tasks: Vec<BoundTask> = (0..4).map(|i| task(i, 6 << 20)).collect();
+        tasks.push(task(9, MAX_MESSAGE_BYTES)); // too big even alone
+        tasks.push(task(10, 10));
+        let (batches, too_big) = encode_task_batches(fixed_campaign(), &tasks);
+        let carried: usize = batches.iter().map(|b| b.tasks.len()).sum();
+        assert_eq!(carried, 5);
+        assert!(batches.iter().all(|b| b.bytes.len() <= MAX_MESSAGE_BYTES));
+        assert_eq!(too_big.len(), 1);
+        assert_eq!(too_big[0].0, 4);
+        assert!(matches!(too_big[0].1, ProtocolError::Oversized { .. }));
+        // Every message decodes to exactly the tasks it says it carries.
+        for b in &batches {
+            let Message::TaskBatch { tasks: got } = Envelope::decode(&b.bytes).unwrap().body else {
+                panic!("not a batch")
+            };
+            assert_eq!(got, tasks[b.tasks.clone()].to_vec());
+        }
     }
 
     #[test]

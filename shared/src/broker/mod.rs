@@ -5,7 +5,7 @@
 mod amqp;
 mod memory;
 
-pub use amqp::AmqpBroker;
+pub use amqp::{AmqpBroker, DELIVERY_LIMIT};
 pub use memory::MemoryBroker;
 
 use crate::ids::{CampaignId, PilotId};
