@@ -160,20 +160,30 @@ pub fn service_outage_lock() -> std::fs::File {
     f
 }
 
-/// Restarts the RabbitMQ application (not the Erlang node): a broker outage of a few seconds.
-pub fn restart_rabbitmq_app() {
-    let run = |args: &[&str]| {
-        let st = std::process::Command::new("rabbitmqctl")
+/// Stops the RabbitMQ server (the whole node) and starts it again, as an operator restarting
+/// the broker would: an outage of ten to twenty seconds.
+pub fn restart_rabbitmq() {
+    let run = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
             .args(args)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
-            .expect("run rabbitmqctl");
-        assert!(st.success(), "rabbitmqctl {args:?} failed");
+            .map(|s| s.success())
+            .unwrap_or(false)
     };
-    run(&["stop_app"]);
-    std::thread::sleep(Duration::from_secs(2));
-    run(&["start_app"]);
-    run(&["await_startup"]);
+    assert!(run("rabbitmqctl", &["stop"]), "rabbitmqctl stop failed");
+    assert!(
+        run("rabbitmq-server", &["-detached"]),
+        "cannot start rabbitmq-server again: run `deploy/dev/services-up.sh`"
+    );
+    for _ in 0..60 {
+        if run("rabbitmqctl", &["await_startup", "--timeout", "5"]) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("RabbitMQ did not come back within a minute: run `deploy/dev/services-up.sh`");
 }
 
 /// Names of the RabbitMQ queues that mention `needle`.

@@ -262,7 +262,28 @@ async fn rabbitmq_restarted_mid_run_both_sides_reconnect_and_every_task_is_done_
         async move { done_count(store.as_ref(), &id).await >= 20 }
     })
     .await;
-    tokio::task::spawn_blocking(integration_tests::restart_rabbitmq_app)
+    // Messages waiting in a pilot queue nobody consumes must outlive the restart.
+    let (idle_c, idle_p) = (
+        emanager_shared::CampaignId::random(),
+        emanager_shared::PilotId::random(),
+    );
+    c.broker.declare_pilot(&idle_c, &idle_p).await.unwrap();
+    let kept =
+        emanager_shared::protocol::Envelope::new(idle_c, emanager_shared::protocol::Message::Drain)
+            .encode()
+            .unwrap();
+    for _ in 0..3 {
+        c.broker
+            .publish(
+                &idle_c,
+                &idle_p,
+                emanager_shared::broker::QueueKind::Tasks,
+                kept.clone(),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::task::spawn_blocking(integration_tests::restart_rabbitmq)
         .await
         .unwrap();
     let out = tokio::time::timeout(Duration::from_secs(120), run)
@@ -272,6 +293,27 @@ async fn rabbitmq_restarted_mid_run_both_sides_reconnect_and_every_task_is_done_
         .unwrap();
     assert_eq!(out.counts.done, 200, "{:?}", out.counts);
     assert_each_task_done_once(&c, 200).await;
+    let mut consumer = c
+        .broker
+        .consume(
+            &idle_c,
+            &idle_p,
+            emanager_shared::broker::QueueKind::Tasks,
+            8,
+        )
+        .await
+        .unwrap();
+    for i in 0..3 {
+        let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("message {i} of 3 survived the restart"))
+            .expect("a delivery");
+        assert_eq!(d.payload, kept);
+        d.ack().await.unwrap();
+    }
+    drop(consumer);
+    let _ = c.broker.delete_pilot(&idle_c, &idle_p).await;
+    let _ = c.broker.delete_campaign(&idle_c).await;
     c.cleanup().await;
 }
 

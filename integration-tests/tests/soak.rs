@@ -9,7 +9,7 @@
 
 use emanager_shared::model::EventKind;
 use emanager_shared::{PilotState, TaskId, TaskState};
-use integration_tests::{rabbitmq_queues_named, restart_rabbitmq_app, Campaign};
+use integration_tests::{rabbitmq_queues_named, restart_rabbitmq, Campaign};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -97,9 +97,7 @@ async fn soak(chaos: Chaos) {
 
     wait_done(&c, n * 6 / 10, end).await;
     eprintln!("soak: restarting RabbitMQ at {:?}", started.elapsed());
-    tokio::task::spawn_blocking(restart_rabbitmq_app)
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(restart_rabbitmq).await.unwrap();
 
     if chaos.kill_manager {
         wait_done(&c, n * 7 / 10, end).await;
