@@ -40,6 +40,9 @@ pub(crate) struct Profile {
     pub level_profile: Vec<(f64, f64)>,
     /// Nodes one pilot of each offer needs to run the widest level in one wave.
     pub wave_nodes: Vec<u32>,
+    /// Per class, a task with the class's longest duration (for error messages: the task
+    /// that no queue's walltime may hold).
+    pub longest_task: Vec<usize>,
 }
 
 impl Profile {
@@ -52,6 +55,7 @@ impl Profile {
         let mut index: HashMap<(u32, u32, u64, u32, bool), u32, BuildFnv> = HashMap::default();
         let mut classes: Vec<Shape> = Vec::new();
         let mut class_work: Vec<f64> = Vec::new();
+        let mut longest_task: Vec<usize> = Vec::new();
         let class_of_shape: Vec<u32> = prep
             .shapes
             .iter()
@@ -65,9 +69,13 @@ impl Profile {
                         ..s.clone()
                     });
                     class_work.push(0.0);
+                    longest_task.push(s.first_task);
                     classes.len() as u32 - 1
                 });
                 let class = &mut classes[c as usize];
+                if s.est_s > class.est_s {
+                    longest_task[c as usize] = s.first_task;
+                }
                 class.est_s = class.est_s.max(s.est_s);
                 class.count += s.count;
                 class.first_task = class.first_task.min(s.first_task);
@@ -151,6 +159,7 @@ impl Profile {
             packed_work,
             level_profile,
             wave_nodes,
+            longest_task,
         })
     }
 

@@ -34,6 +34,20 @@ pub struct QueueOffer {
     pub name: String,
     pub max_walltime_s: f64,
     pub max_nodes: u32,
+    /// Smallest job the queue accepts (e.g. a `prod` queue of 10 nodes and up); 1 for most.
+    pub min_nodes: u32,
+}
+
+impl QueueOffer {
+    /// A queue that takes 1 to `max_nodes` nodes for up to `max_walltime_s`.
+    pub fn new(name: impl Into<String>, max_walltime_s: f64, max_nodes: u32) -> QueueOffer {
+        QueueOffer {
+            name: name.into(),
+            max_walltime_s,
+            max_nodes,
+            min_nodes: 1,
+        }
+    }
 }
 
 /// What a resource offers right now: node shape, queues, load and predicted wait.
@@ -61,6 +75,11 @@ impl ResourceOffer {
     /// Largest pilot (nodes) a queue of this resource accepts.
     pub(crate) fn node_limit(&self, queue: &QueueOffer) -> u32 {
         queue.max_nodes.min(self.total_nodes)
+    }
+
+    /// Smallest pilot (nodes) a queue of this resource accepts.
+    pub(crate) fn node_minimum(queue: &QueueOffer) -> u32 {
+        queue.min_nodes.max(1)
     }
 
     /// Predicted wait for a pilot of `nodes` nodes: p10 when it fits in the idle nodes (it

@@ -5,7 +5,8 @@ use super::wait::{estimate_from_samples, WaitDistribution};
 use super::*;
 use pilot_agent::scheduler::{NodeSpec, Scheduler};
 use proptest::prelude::{
-    any, prop, prop_assert, proptest, ProptestConfig, Strategy as Arbitrary, TestCaseError,
+    any, prop, prop_assert, prop_assert_eq, proptest, ProptestConfig, Strategy as Arbitrary,
+    TestCaseError,
 };
 use rand::SeedableRng;
 
@@ -15,11 +16,7 @@ pub(crate) fn offer(name: &str, cores: u32, nodes: u32, p50: f64) -> ResourceOff
         cores_per_node: cores,
         gpus_per_node: 0,
         mem_mb_per_node: 128_000,
-        queues: vec![QueueOffer {
-            name: "normal".into(),
-            max_walltime_s: 48.0 * 3600.0,
-            max_nodes: nodes,
-        }],
+        queues: vec![QueueOffer::new("normal", 48.0 * 3600.0, nodes)],
         default_queue: "normal".into(),
         free_nodes: 0,
         total_nodes: nodes,
@@ -173,6 +170,19 @@ fn a_task_that_fits_nowhere_is_named_with_the_reason() {
         msg.contains("64 cores on one node; the largest node has 32"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_task_longer_than_every_queue_is_the_one_named() {
+    // Same cores, so one resource class; only the second task is too long for 48 h.
+    let s = summary(vec![TaskShape::new(1, 100.0), TaskShape::new(1, 200_000.0)]);
+    let err = plan(Strategy::Ttc, &s, &[offer("a", 16, 4, 0.0)]).unwrap_err();
+    let PlanError::TaskFitsNowhere { task, reasons } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*task, 1, "{err}");
+    assert!(reasons.contains("runs 200000 s"), "{reasons}");
+    assert!(reasons.contains("allows 172800 s"), "{reasons}");
 }
 
 #[test]
@@ -410,10 +420,11 @@ fn arb_offers() -> impl Arbitrary<Value = Vec<ResourceOffer>> {
                 o.free_nodes = free;
                 o.queues[0].max_nodes = max_nodes;
                 o.queues[0].max_walltime_s = wall;
+                o.queues.push(QueueOffer::new("debug", 1800.0, 2));
+                // A capability queue for large jobs only (like Polaris `prod`).
                 o.queues.push(QueueOffer {
-                    name: "debug".into(),
-                    max_walltime_s: 1800.0,
-                    max_nodes: 2,
+                    min_nodes: (total / 4).max(1),
+                    ..QueueOffer::new("prod", 72.0 * 3600.0, total)
                 });
                 o
             })
@@ -470,6 +481,14 @@ fn check_plan(p: &Plan, offers: &[ResourceOffer]) -> Result<(), TestCaseError> {
         let q = o.queue(&pilot.queue).unwrap();
         prop_assert!(pilot.nodes >= 1);
         prop_assert!(pilot.nodes <= q.max_nodes && pilot.nodes <= o.total_nodes);
+        prop_assert!(
+            pilot.nodes >= q.min_nodes,
+            "{} nodes in queue {} of {} (min {})",
+            pilot.nodes,
+            q.name,
+            o.name,
+            q.min_nodes
+        );
         prop_assert!(pilot.walltime_s <= q.max_walltime_s);
     }
     Ok(())
@@ -493,17 +512,59 @@ fn check_every_task_fits(
     Ok(())
 }
 
+/// Whether any queue of any offer could ever run `t`: a pilot as large as the queue allows,
+/// with the queue's longest walltime.
+fn some_queue_could_run(t: &TaskShape, offers: &[ResourceOffer]) -> bool {
+    offers.iter().any(|o| {
+        o.queues.iter().any(|q| {
+            let limit = q.max_nodes.min(o.total_nodes);
+            q.min_nodes <= limit
+                && t.est_s <= q.max_walltime_s
+                && pilot_scheduler(o, limit).can_ever_fit(&t.request()).is_ok()
+        })
+    })
+}
+
+/// A plan, or the error that a task really fits nowhere (naming that very task).
+fn check_plan_or_misfit(
+    strategy: Strategy,
+    s: &WorkflowSummary,
+    offers: &[ResourceOffer],
+) -> Result<Option<Plan>, TestCaseError> {
+    match plan(strategy, s, offers) {
+        Ok(p) => {
+            check_plan(&p, offers)?;
+            Ok(Some(p))
+        }
+        Err(PlanError::TaskFitsNowhere { task, reasons }) => {
+            prop_assert!(
+                !some_queue_could_run(&s.tasks[task], offers),
+                "{}: task {} ({:?}) was said to fit nowhere: {}",
+                strategy.name(),
+                task,
+                s.tasks[task],
+                reasons
+            );
+            Ok(None)
+        }
+        Err(e) => Err(TestCaseError::fail(format!("{}: {e}", strategy.name()))),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn plans_respect_queue_limits_and_every_task_fits_a_pilot(s in arb_summary(), offers in arb_offers()) {
-        for strategy in [Strategy::Ttc, Strategy::Aimes { late_binding: true }] {
-            let Ok(p) = plan(strategy, &s, &offers) else { continue };
-            check_plan(&p, &offers)?;
-            if strategy == Strategy::Ttc {
-                check_every_task_fits(&p, &s, &offers)?;
-            }
+        let ttc = check_plan_or_misfit(Strategy::Ttc, &s, &offers)?;
+        if let Some(p) = &ttc {
+            check_every_task_fits(p, &s, &offers)?;
+        }
+        let aimes = check_plan_or_misfit(Strategy::Aimes { late_binding: true }, &s, &offers)?;
+        // Both strategies agree on whether the workload can run at all.
+        prop_assert_eq!(ttc.is_some(), s.tasks.iter().all(|t| some_queue_could_run(t, &offers)));
+        if ttc.is_some() {
+            prop_assert!(aimes.is_some());
         }
     }
 
