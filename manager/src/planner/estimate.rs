@@ -123,8 +123,11 @@ impl Profile {
         let mut widest = vec![0.0f64; offers.len()];
         let mut level_cores = vec![0.0f64; offers.len()];
         for &i in &levels.order {
+            if i >= summary.tasks.len() {
+                continue; // a join: its dependents carry its level
+            }
             let l = levels.level[i] as usize;
-            if per_level.len() <= l {
+            while per_level.len() <= l {
                 per_level.push((0.0, 0.0));
                 for (w, c) in widest.iter_mut().zip(level_cores.iter_mut()) {
                     *w = w.max(*c);

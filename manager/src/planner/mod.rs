@@ -16,7 +16,7 @@ pub mod wait;
 mod tests;
 
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
-pub use summary::{TaskShape, WorkflowSummary};
+pub use summary::{Join, TaskShape, WorkflowSummary};
 
 use thiserror::Error;
 
@@ -194,7 +194,7 @@ pub fn plan(
     if offers.is_empty() {
         return Err(PlanError::NoResources);
     }
-    let prep = summary::Prepared::new(&summary.tasks);
+    let prep = summary::Prepared::new(summary);
     let profile = estimate::Profile::new(summary, &prep, offers)?;
     let (pilots, sized_by_search) = match strategy {
         Strategy::Aimes { late_binding } => (

@@ -5,7 +5,7 @@ use super::wait::{estimate_from_samples, WaitDistribution};
 use super::*;
 use pilot_agent::scheduler::{NodeSpec, Scheduler};
 use proptest::prelude::{
-    any, prop, prop_assert, prop_assert_eq, proptest, ProptestConfig, Strategy as Arbitrary,
+    any, prop, prop_assert, prop_assert_eq, proptest, Just, ProptestConfig, Strategy as Arbitrary,
     TestCaseError,
 };
 use rand::SeedableRng;
@@ -147,6 +147,75 @@ fn summary_from_a_workflow_counts_data_and_mpi() {
     assert!(s.tasks[0].multi_node);
     assert_eq!(s.critical_path_s, 200.0);
     assert_eq!(s.core_histogram.get(&64), Some(&2));
+}
+
+fn parsed(toml: &str) -> crate::workflow::Workflow {
+    crate::workflow::parse_str(toml, crate::workflow::Format::Toml, "wf.toml").unwrap()
+}
+
+#[test]
+fn stage_barriers_order_the_summary_and_the_simulation() {
+    // 10 x 100 s, then (after the barrier) 10 x 50 s: on a pilot with room for all of
+    // them, the second stage starts only when the first is over.
+    let wf = parsed(
+        r#"
+name = "staged"
+[[stages]]
+name = "a"
+[[stages]]
+name = "b"
+[[tasks]]
+name = "a-{index}"
+count = 10
+command = ["true"]
+est_duration_s = 100
+stage = "a"
+[[tasks]]
+name = "b-{index}"
+count = 10
+command = ["true"]
+est_duration_s = 50
+stage = "b"
+"#,
+    );
+    let s = WorkflowSummary::from_workflow(&wf).unwrap();
+    assert_eq!(s.joins.len(), 1);
+    assert_eq!(s.stage_widths, vec![10, 10]);
+    assert_eq!(s.critical_path_s, 150.0);
+    let o = offer("a", 32, 1, 20.0);
+    let p = plan(Strategy::Ttc, &s, std::slice::from_ref(&o)).unwrap();
+    assert_eq!(p.predicted_ttc_s, 170.0);
+    let r = simulate_with(&p, &s, &[o], &SimOptions::expected());
+    assert_eq!(r.ttc_s, 170.0);
+}
+
+#[test]
+fn a_dependency_on_a_whole_array_waits_for_every_member() {
+    let wf = parsed(
+        r#"
+name = "fan-in"
+[[tasks]]
+name = "sim-{index}"
+count = 4
+command = ["true"]
+est_duration_s = 100
+[[tasks]]
+name = "short"
+command = ["true"]
+est_duration_s = 10
+[[tasks]]
+name = "reduce"
+command = ["true"]
+est_duration_s = 30
+depends_on = ["sim", "short"]
+"#,
+    );
+    let s = WorkflowSummary::from_workflow(&wf).unwrap();
+    assert_eq!(s.critical_path_s, 130.0);
+    assert_eq!(s.stage_widths, vec![5, 1]);
+    let o = offer("a", 32, 1, 0.0);
+    let p = plan(Strategy::Ttc, &s, std::slice::from_ref(&o)).unwrap();
+    assert_eq!(p.predicted_ttc_s, 130.0);
 }
 
 #[test]
@@ -443,7 +512,22 @@ fn arb_summary() -> impl Arbitrary<Value = WorkflowSummary> {
         ),
         1..40,
     )
-    .prop_map(|v| {
+    .prop_flat_map(|v| {
+        let n = v.len();
+        // Optionally a barrier: tasks [0, cut) before tasks [cut, n) (acyclic, as parents
+        // always come earlier).
+        (Just(v), prop::option::of(0..n))
+    })
+    .prop_map(|(v, cut)| {
+        let n = v.len();
+        let joins = cut
+            .filter(|&c| c > 0)
+            .map(|c| Join {
+                members: (0..c).collect(),
+                dependents: (c..n).collect(),
+            })
+            .into_iter()
+            .collect();
         let tasks = v
             .iter()
             .enumerate()
@@ -457,7 +541,7 @@ fn arb_summary() -> impl Arbitrary<Value = WorkflowSummary> {
                 depends_on: if parent < i { vec![parent] } else { vec![] },
             })
             .collect();
-        WorkflowSummary::from_tasks(tasks, 1_000_000).unwrap()
+        WorkflowSummary::from_parts(tasks, joins, 1_000_000).unwrap()
     })
 }
 
