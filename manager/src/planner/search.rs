@@ -156,6 +156,9 @@ fn shrink(
 fn all_choices(offers: &[ResourceOffer], profile: &Profile) -> Vec<Choice> {
     let mut out = Vec::new();
     for (o, offer) in offers.iter().enumerate() {
+        if profile.runnable_share[o] <= 0.0 {
+            continue; // its nodes fit none of the tasks
+        }
         for (q, queue) in offer.queues.iter().enumerate() {
             let limit = offer.node_limit(queue);
             let minimum = ResourceOffer::node_minimum(queue);

@@ -255,6 +255,46 @@ fn a_task_longer_than_every_queue_is_the_one_named() {
 }
 
 #[test]
+fn a_resource_that_runs_none_of_the_tasks_gets_no_pilot() {
+    // The 4-core host starts at once but fits no 8-core task: it must not look fast.
+    let s = summary(bag(64, 8, 600.0));
+    let offers = vec![offer("tiny", 4, 1, 0.0), offer("big", 32, 10, 600.0)];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    assert!(
+        p.pilots.iter().all(|p| p.resource == "big"),
+        "{:?}",
+        p.pilots
+    );
+    // 16 nodes would run all 64 at once; the queue has 10: 40 run, then 24.
+    assert_eq!(p.predicted_ttc_s, 600.0 + 1200.0);
+}
+
+#[test]
+fn a_resource_that_runs_part_of_the_work_is_credited_with_that_part_only() {
+    // 1,000 one-hour 32-core tasks and one GPU task. The 16-core GPU node starts at once
+    // and runs only the GPU task; were it credited with all the work, ttc would lean on it
+    // and shrink the CPU pilot to nothing.
+    let mut tasks = bag(1000, 32, 3600.0);
+    tasks.push(TaskShape {
+        gpus: 1,
+        ..TaskShape::new(1, 600.0)
+    });
+    let s = summary(tasks);
+    let mut gpu = offer("gpu", 16, 1, 0.0);
+    gpu.gpus_per_node = 4;
+    let cpu = offer("cpu", 32, 1000, 1800.0);
+    let offers = vec![gpu, cpu];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    let on_cpu = p
+        .pilots
+        .iter()
+        .find(|p| p.resource == "cpu")
+        .expect("a CPU pilot");
+    assert!(on_cpu.nodes >= 500, "{:?}", p.pilots);
+    assert!(p.predicted_ttc_s < 3.0 * 3600.0, "{}", p.predicted_ttc_s);
+}
+
+#[test]
 fn ttc_prefers_one_fitting_pilot_when_more_gain_little() {
     // 64 one-core tasks fit one node; a second resource cannot help much.
     let s = summary(bag(64, 1, 600.0));
