@@ -2,11 +2,13 @@
 //! completion (TTC) and core-hours; and the discrete-event simulator that predicts and
 //! replays campaigns. Pure: values in, decisions out (see `docs/planner.md`).
 //!
-//! Inputs are this module's own types ([`ResourceOffer`], [`WorkflowSummary`]); the catalog
-//! and the bundle snapshot are mapped onto them by the caller.
+//! Inputs are this module's own types ([`ResourceOffer`], [`WorkflowSummary`]); `offers`
+//! maps the catalog and the bundle snapshot onto them.
 
 mod aimes;
 mod estimate;
+pub mod offers;
+pub mod planning;
 mod search;
 pub mod sim;
 pub mod summary;
@@ -15,6 +17,9 @@ pub mod wait;
 #[cfg(test)]
 mod tests;
 
+pub use planning::{
+    pilot_request, pilot_requests, plan_pilots, Budget, PlanPilotsError, Planning, StrategyName,
+};
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
 pub use summary::{Join, TaskShape, WorkflowSummary};
 
