@@ -271,7 +271,12 @@ impl Profile {
             .iter()
             .map(|&(longest, share)| longest.max(share / all_speed))
             .sum();
-        hi.max(first + by_levels)
+        let ttc = hi.max(first + by_levels);
+        if ttc > horizon {
+            // The dependency levels end after every pilot has: no task runs then.
+            return INFEASIBLE_S + ttc;
+        }
+        ttc
     }
 }
 

@@ -9,6 +9,7 @@ mod aimes;
 mod estimate;
 pub mod offers;
 pub mod planning;
+mod repair;
 mod search;
 pub mod sim;
 pub mod summary;
@@ -206,7 +207,11 @@ pub fn plan(
             aimes::pilots(summary, offers, &profile, late_binding)?,
             false,
         ),
-        Strategy::Ttc => (search::pilots(offers, &profile, None)?, true),
+        Strategy::Ttc => {
+            let searched = search::pilots(offers, &profile, None)?;
+            let pilots = repair::repair(strategy, searched, summary, &prep, offers, &profile);
+            (pilots, true)
+        }
         Strategy::Budget { .. } => (Vec::new(), true),
     };
     let Strategy::Budget {
@@ -233,9 +238,14 @@ pub fn plan(
             core_hours: caps.0 * scale,
             cost: caps.1 * scale,
         };
-        let pilots = search::pilots(offers, &profile, Some(budget))?;
+        let searched = search::pilots(offers, &profile, Some(budget))?;
+        let pilots = repair::repair(strategy, searched, summary, &prep, offers, &profile);
         let plans = finish(strategy, pilots, summary, &prep, offers, true);
-        let within = |p: &Plan| p.core_hours_requested <= caps.0 && p.cost(offers) <= caps.1;
+        let within = |p: &Plan| {
+            p.predicted_ttc_s.is_finite()
+                && p.core_hours_requested <= caps.0
+                && p.cost(offers) <= caps.1
+        };
         if let Some(plan) = plans.iter().find(|p| within(p)) {
             return Ok(plan.clone());
         }

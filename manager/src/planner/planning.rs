@@ -114,8 +114,9 @@ pub enum PlanPilotsError {
     /// at the field that is too large (`wf.toml:12:9: task `sim` asks for ...`).
     #[error("{}\nnothing fits: lower these requests or plan on resources with larger nodes", .0.join("\n"))]
     TasksDoNotFit(Vec<String>),
+    /// The planner's error (`kind`) explained for the user.
     #[error("{message}")]
-    Plan { message: String, source: PlanError },
+    Plan { message: String, kind: PlanError },
 }
 
 /// A workflow and the resources it may use, summarised and mapped once; plan it with as many
@@ -264,7 +265,7 @@ fn explain(wf: &Workflow, e: PlanError) -> PlanPilotsError {
         }
         PlanError::UnknownQueue { .. } => format!("{e}; fix `default_queue` in the catalog"),
     };
-    PlanPilotsError::Plan { message, source: e }
+    PlanPilotsError::Plan { message, kind: e }
 }
 
 #[cfg(test)]

@@ -683,6 +683,7 @@ proptest! {
         let ttc = check_plan_or_misfit(Strategy::Ttc, &s, &offers)?;
         if let Some(p) = &ttc {
             check_every_task_fits(p, &s, &offers)?;
+            prop_assert!(p.predicted_ttc_s.is_finite(), "ttc plan never finishes: {:?}", p.pilots);
         }
         let aimes = check_plan_or_misfit(Strategy::Aimes { late_binding: true }, &s, &offers)?;
         // Both strategies agree on whether the workload can run at all.
@@ -705,6 +706,7 @@ proptest! {
                 check_plan(&p, &offers)?;
                 check_every_task_fits(&p, &s, &offers)?;
                 prop_assert!(p.core_hours_requested <= cap + 1e-9);
+                prop_assert!(p.predicted_ttc_s.is_finite(), "budget plan never finishes: {:?}", p.pilots);
                 prop_assert!(p.cost(&offers) <= cost_cap + 1e-9);
             }
             Err(PlanError::OverBudget { .. }) | Err(PlanError::TaskFitsNowhere { .. }) => {}
