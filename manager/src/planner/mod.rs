@@ -10,6 +10,7 @@ mod estimate;
 pub mod offers;
 pub mod planning;
 mod repair;
+pub mod runs;
 mod search;
 pub mod sim;
 pub mod summary;
@@ -21,6 +22,7 @@ mod tests;
 pub use planning::{
     pilot_request, pilot_requests, plan_pilots, Budget, PlanPilotsError, Planning, StrategyName,
 };
+pub use runs::{simulate_runs, Distribution, Runs};
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
 pub use summary::{Join, TaskShape, WorkflowSummary};
 

@@ -383,6 +383,25 @@ fn simulation_is_deterministic_for_a_seed() {
 }
 
 #[test]
+fn repeated_simulations_are_deterministic_for_a_seed() {
+    let s = campaign();
+    let offers = three_sites();
+    let p = plan(Strategy::Aimes { late_binding: true }, &s, &offers).unwrap();
+    let a = simulate_runs(&p, &s, &offers, 5, 42);
+    assert_eq!(a, simulate_runs(&p, &s, &offers, 5, 42));
+    assert_eq!(a.runs, 5);
+    assert!(a.ttc_s.min <= a.ttc_s.p50 && a.ttc_s.p50 <= a.ttc_s.max);
+    // Run i is the single simulation with seed 42 + i.
+    assert_eq!(
+        a.ttc_s.min,
+        (42..47)
+            .map(|seed| simulate(&p, &s, &offers, seed).ttc_s)
+            .fold(f64::INFINITY, f64::min)
+    );
+    assert_ne!(a.ttc_s, simulate_runs(&p, &s, &offers, 5, 43).ttc_s);
+}
+
+#[test]
 fn tasks_of_a_failed_pilot_are_rebound_to_the_others() {
     let s = summary(bag(200, 1, 30_000.0));
     let offers = vec![offer("a", 16, 10, 0.0), offer("b", 16, 10, 0.0)];
