@@ -188,6 +188,8 @@ pub enum PlanError {
     UnknownQueue { resource: String, queue: String },
     #[error("no plan fits the budget: the cheapest plan found needs {core_hours:.1} core-hours and costs {cost:.2}")]
     OverBudget { core_hours: f64, cost: f64 },
+    #[error("no plan within the budget finishes every task: the plans under it ({core_hours:.1} core-hours, cost {cost:.2}) leave tasks unfinished within the queues' limits")]
+    NoFinishingPlanInBudget { core_hours: f64, cost: f64 },
 }
 
 /// Plans `summary` over `offers` with `strategy`.
@@ -231,10 +233,9 @@ pub fn plan(
         max_cost.unwrap_or(f64::INFINITY),
     );
     let mut scale = 1.0;
-    let mut last = PlanError::OverBudget {
-        core_hours: f64::INFINITY,
-        cost: f64::INFINITY,
-    };
+    // The cheapest plan found that finishes (for the error), and the last that does not.
+    let mut cheapest: Option<(f64, f64)> = None;
+    let mut unfinished = None;
     for _ in 0..4 {
         let budget = search::Budget {
             core_hours: caps.0 * scale,
@@ -251,17 +252,30 @@ pub fn plan(
         if let Some(plan) = plans.iter().find(|p| within(p)) {
             return Ok(plan.clone());
         }
+        for p in plans.iter().filter(|p| p.predicted_ttc_s.is_finite()) {
+            if cheapest.is_none_or(|(h, _)| p.core_hours_requested < h) {
+                cheapest = Some((p.core_hours_requested, p.cost(offers)));
+            }
+        }
         let plan = plans.last().expect("finish returns a plan");
         let cost = plan.cost(offers);
+        if !plan.predicted_ttc_s.is_finite() {
+            // Too small already: a tighter cap would leave more unfinished.
+            unfinished = Some((plan.core_hours_requested, cost));
+            break;
+        }
         scale *= (caps.0 / plan.core_hours_requested)
             .min(caps.1 / cost)
             .clamp(0.5, 0.95);
-        last = PlanError::OverBudget {
-            core_hours: plan.core_hours_requested,
-            cost,
-        };
     }
-    Err(last)
+    Err(match (cheapest, unfinished) {
+        (Some((core_hours, cost)), _) => PlanError::OverBudget { core_hours, cost },
+        (None, Some((core_hours, cost))) => PlanError::NoFinishingPlanInBudget { core_hours, cost },
+        (None, None) => PlanError::OverBudget {
+            core_hours: f64::INFINITY,
+            cost: f64::INFINITY,
+        },
+    })
 }
 
 /// How walltimes of searched plans are cut.

@@ -171,7 +171,7 @@ impl<'a> Planning<'a> {
         let unestimated = summary.tasks.iter().filter(|t| t.est_s <= 0.0).count();
         if unestimated > 0 {
             notes.push(format!(
-                "{unestimated} of {} tasks have no est_duration_s: planned as 0 s; give estimates for a useful plan",
+                "tasks without est_duration_s: {unestimated} of {}, planned as 0 s; give estimates for a useful plan",
                 summary.task_count
             ));
         }
@@ -260,7 +260,7 @@ fn explain(wf: &Workflow, e: PlanError) -> PlanPilotsError {
         PlanError::NoResources => {
             "no resources to plan on: the catalog lists none (see docs/resources.md)".to_string()
         }
-        PlanError::OverBudget { .. } => {
+        PlanError::OverBudget { .. } | PlanError::NoFinishingPlanInBudget { .. } => {
             format!("{e}; raise --budget, or plan with --strategy ttc to see what the work needs")
         }
         PlanError::UnknownQueue { .. } => format!("{e}; fix `default_queue` in the catalog"),

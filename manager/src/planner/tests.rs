@@ -728,7 +728,11 @@ proptest! {
                 prop_assert!(p.predicted_ttc_s.is_finite(), "budget plan never finishes: {:?}", p.pilots);
                 prop_assert!(p.cost(&offers) <= cost_cap + 1e-9);
             }
-            Err(PlanError::OverBudget { .. }) | Err(PlanError::TaskFitsNowhere { .. }) => {}
+            Err(PlanError::OverBudget { core_hours, cost }) => {
+                // The cheapest plan found that finishes, over the cap.
+                prop_assert!(core_hours > cap || cost > cost_cap, "{} {} under the caps", core_hours, cost);
+            }
+            Err(PlanError::NoFinishingPlanInBudget { .. }) | Err(PlanError::TaskFitsNowhere { .. }) => {}
             Err(e) => prop_assert!(false, "unexpected error {}", e),
         }
     }
