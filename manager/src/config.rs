@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: Option<u64>,
     pub max_pilot_replacements: Option<u32>,
+    /// The resource catalog the planner uses (relative to this file's folder).
+    pub resources: Option<PathBuf>,
 }
 
 /// Options every command shares (flags, each with its environment variable).
@@ -39,6 +41,9 @@ pub struct GlobalArgs {
     /// Directory for task sandboxes and pilot logs.
     #[arg(long, env = "EMANAGER_WORKDIR", global = true, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// Resource catalog (resources.toml) the planner chooses pilots from.
+    #[arg(long, env = "EMANAGER_RESOURCES", global = true, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
     /// Print the effective configuration and exit.
     #[arg(long, global = true)]
     pub print_config: bool,
@@ -76,6 +81,8 @@ pub struct Config {
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: u64,
     pub max_pilot_replacements: u32,
+    /// The resource catalog for the planner; `None` when none is configured.
+    pub resources: Option<PathBuf>,
 }
 
 impl Config {
@@ -97,6 +104,15 @@ impl Config {
         cores_per_pilot: Option<u32>,
     ) -> anyhow::Result<Config> {
         let (file, path) = read_file(g.config.as_deref())?;
+        // A catalog named in the file is relative to the file, not to the working directory.
+        let file_dir = path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        let resources = g
+            .resources
+            .clone()
+            .or_else(|| file.resources.as_ref().map(|r| file_dir.join(r)));
         let mut amqp = g.amqp_url.clone().or(file.amqp_url.clone());
         let mut redis = g.redis_url.clone().or(file.redis_url.clone());
         if g.embedded {
@@ -124,6 +140,7 @@ impl Config {
             agent_bin: file.agent_bin,
             pilot_start_timeout_s: file.pilot_start_timeout_s.unwrap_or(60),
             max_pilot_replacements: file.max_pilot_replacements.unwrap_or(2),
+            resources,
         };
         if cfg.pilots == 0 {
             anyhow::bail!("--pilots must be at least 1");
@@ -150,7 +167,7 @@ fn read_file(explicit: Option<&Path>) -> anyhow::Result<(FileConfig, Option<Path
         .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
     let file: FileConfig = toml::from_str(&text).map_err(|e| {
         anyhow::anyhow!(
-            "{}: {}valid keys: amqp_url, redis_url, workdir, pilots, cores_per_pilot, heartbeat_ms, lookahead_s, agent_bin, pilot_start_timeout_s, max_pilot_replacements",
+            "{}: {}valid keys: amqp_url, redis_url, workdir, pilots, cores_per_pilot, heartbeat_ms, lookahead_s, agent_bin, pilot_start_timeout_s, max_pilot_replacements, resources",
             path.display(),
             e
         )
@@ -209,6 +226,26 @@ mod tests {
         let e = Config::resolve(&g, None, None).unwrap_err().to_string();
         assert!(e.contains("unknown field `pilot`"), "{e}");
         assert!(e.contains("valid keys: amqp_url"), "{e}");
+    }
+
+    #[test]
+    fn the_catalog_comes_from_the_file_relative_to_it_unless_a_flag_names_one() {
+        let (dir, p) = file_with("resources = \"sites/resources.toml\"\n");
+        let g = GlobalArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&g, None, None).unwrap();
+        assert_eq!(cfg.resources, Some(dir.path().join("sites/resources.toml")));
+        let g = GlobalArgs {
+            config: Some(p),
+            resources: Some("flag.toml".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&g, None, None).unwrap();
+        assert_eq!(cfg.resources, Some(PathBuf::from("flag.toml")));
+        let none = Config::resolve(&GlobalArgs::default(), None, None).unwrap();
+        assert_eq!(none.resources, None);
     }
 
     #[test]
