@@ -112,9 +112,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     };
     let (wf, _, _) = load_workflow(&a.workflow, g.json, &skeleton)?;
     let sources = read_snapshot(&cfg, catalog_path).await?;
-    let planning = Planning::new(&wf, &catalog, &a.only, sources.snapshot.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.workflow.display()))
-        .input()?;
+    let planning = Planning::new(&wf, &catalog, &a.only, sources.snapshot.as_ref()).input()?;
     let plan = planning.plan(strategy).input()?;
     let simulated = a.simulate.map(|runs| {
         let mut names = vec![StrategyName::Aimes, StrategyName::Ttc];
