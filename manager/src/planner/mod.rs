@@ -211,11 +211,7 @@ pub fn plan(
             aimes::pilots(summary, offers, &profile, late_binding)?,
             false,
         ),
-        Strategy::Ttc => {
-            let searched = search::pilots(offers, &profile, None)?;
-            let pilots = repair::repair(strategy, searched, summary, &prep, offers, &profile);
-            (pilots, true)
-        }
+        Strategy::Ttc => (search::pilots(offers, &profile, None)?, true),
         Strategy::Budget { .. } => (Vec::new(), true),
     };
     let Strategy::Budget {
@@ -223,7 +219,8 @@ pub fn plan(
         max_cost,
     } = strategy
     else {
-        let mut plans = finish(strategy, pilots, summary, &prep, offers, sized_by_search);
+        let searched = sized_by_search.then_some(&profile);
+        let mut plans = finish(strategy, pilots, summary, &prep, offers, searched);
         return Ok(plans.swap_remove(0));
     };
     // The search checks the caps with its own walltimes; the final ones come from the
@@ -241,9 +238,8 @@ pub fn plan(
             core_hours: caps.0 * scale,
             cost: caps.1 * scale,
         };
-        let searched = search::pilots(offers, &profile, Some(budget))?;
-        let pilots = repair::repair(strategy, searched, summary, &prep, offers, &profile);
-        let plans = finish(strategy, pilots, summary, &prep, offers, true);
+        let pilots = search::pilots(offers, &profile, Some(budget))?;
+        let plans = finish(strategy, pilots, summary, &prep, offers, Some(&profile));
         let within = |p: &Plan| {
             p.predicted_ttc_s.is_finite()
                 && p.core_hours_requested <= caps.0
@@ -297,15 +293,18 @@ enum Sizing {
 /// the walltime, and every task it took still does), so the simulated TTC stands for the cut
 /// plan. `Sizing::Robust` adds, per pilot, the largest lateness (p90 minus prediction) of the
 /// other pilots: when they start late, this one has to run their share.
+///
+/// When that run leaves tasks unfinished, a searched plan is repaired first (`repair.rs`).
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
     summary: &WorkflowSummary,
     prep: &summary::Prepared,
     offers: &[ResourceOffer],
-    resize: bool,
+    searched: Option<&estimate::Profile>,
 ) -> Vec<Plan> {
     let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
+    let resize = searched.is_some();
     if resize {
         for p in &mut pilots {
             if let Some(q) = offer_of(p).and_then(|o| o.queue(&p.queue)) {
@@ -313,14 +312,27 @@ fn finish(
             }
         }
     }
-    let draft = Plan {
+    let mut draft = Plan {
         strategy,
         pilots,
         predicted_ttc_s: 0.0,
         core_hours_requested: 0.0,
         expected_idle_core_hours: 0.0,
     };
-    let result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
+    let mut result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
+    if let (Some(profile), true) = (searched, result.unfinished_tasks > 0) {
+        let ctx = repair::Context {
+            strategy,
+            summary,
+            prep,
+            offers,
+            profile,
+        };
+        if let Some((pilots, repaired)) = repair::repair(&ctx, &draft.pilots, &result) {
+            draft.pilots = pilots;
+            result = repaired;
+        }
+    }
     if !resize || result.unfinished_tasks > 0 {
         return vec![complete(strategy, draft.pilots, &result, offers)];
     }

@@ -6,67 +6,69 @@
 //! keep the change that leaves the fewest tasks unfinished (then the lowest TTC).
 
 use super::estimate::Profile;
-use super::sim::{simulate_prepared, SimOptions};
+use super::sim::{simulate_prepared, SimOptions, SimResult};
 use super::summary::{Prepared, WorkflowSummary};
 use super::{Plan, PlannedPilot, ResourceOffer, Strategy};
 
 /// Rounds of repair at most; each round tries every candidate once.
 const ROUNDS: usize = 3;
 
-/// `pilots`, changed until the simulation (queues' maximum walltimes, predicted waits)
-/// finishes every task or no candidate helps. Unchanged when it already does.
+/// What a repair simulates with.
+pub(crate) struct Context<'a> {
+    pub strategy: Strategy,
+    pub summary: &'a WorkflowSummary,
+    pub prep: &'a Prepared,
+    pub offers: &'a [ResourceOffer],
+    pub profile: &'a Profile,
+}
+
+/// `pilots` (at their queues' maximum walltimes, simulated as `first` with predicted waits)
+/// changed until the simulation finishes every task or no candidate helps; `None` when
+/// nothing left fewer tasks unfinished. Returns the pilots and their simulation.
 pub(crate) fn repair(
-    strategy: Strategy,
-    pilots: Vec<PlannedPilot>,
-    summary: &WorkflowSummary,
-    prep: &Prepared,
-    offers: &[ResourceOffer],
-    profile: &Profile,
-) -> Vec<PlannedPilot> {
-    let score = |pilots: &[PlannedPilot]| {
+    ctx: &Context,
+    pilots: &[PlannedPilot],
+    first: &SimResult,
+) -> Option<(Vec<PlannedPilot>, SimResult)> {
+    let simulate = |pilots: &[PlannedPilot]| {
         let draft = Plan {
-            strategy,
+            strategy: ctx.strategy,
             pilots: pilots.to_vec(),
             predicted_ttc_s: 0.0,
             core_hours_requested: 0.0,
             expected_idle_core_hours: 0.0,
         };
-        let r = simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
-        (r.unfinished_tasks, r.ttc_s)
+        simulate_prepared(
+            &draft,
+            ctx.summary,
+            ctx.prep,
+            ctx.offers,
+            &SimOptions::expected(),
+        )
     };
-    let mut current = at_max_walltime(pilots, offers);
-    let mut best = score(&current);
+    let key = |r: &SimResult| (r.unfinished_tasks, r.ttc_s);
+    let mut best: Option<(Vec<PlannedPilot>, SimResult)> = None;
     for _ in 0..ROUNDS {
-        if best.0 == 0 {
+        let (current, result) = best.as_ref().map_or((pilots, first), |(p, r)| (p, r));
+        if result.unfinished_tasks == 0 {
             break;
         }
-        let found = candidates(&current, offers, profile)
+        let found = candidates(current, ctx.offers, ctx.profile)
             .into_iter()
             .map(|c| {
-                let s = score(&c);
-                (c, s)
+                let r = simulate(&c);
+                (c, r)
             })
-            .filter(|(_, s)| s.0 < best.0)
-            .min_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
-        let Some((c, s)) = found else { break };
-        current = c;
-        best = s;
+            .filter(|(_, r)| r.unfinished_tasks < result.unfinished_tasks)
+            .min_by(|a, b| {
+                key(&a.1)
+                    .partial_cmp(&key(&b.1))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        let Some(found) = found else { break };
+        best = Some(found);
     }
-    current
-}
-
-/// The pilots with their queues' maximum walltimes (what `finish` simulates before cutting).
-fn at_max_walltime(mut pilots: Vec<PlannedPilot>, offers: &[ResourceOffer]) -> Vec<PlannedPilot> {
-    for p in &mut pilots {
-        if let Some(q) = offers
-            .iter()
-            .find(|o| o.name == p.resource)
-            .and_then(|o| o.queue(&p.queue))
-        {
-            p.walltime_s = q.max_walltime_s;
-        }
-    }
-    pilots
+    best
 }
 
 /// One change each: a pilot in a queue with a longer walltime, a pilot twice as large, a

@@ -295,6 +295,35 @@ fn a_resource_that_runs_part_of_the_work_is_credited_with_that_part_only() {
 }
 
 #[test]
+fn a_plan_the_simulator_cannot_finish_is_repaired() {
+    // A GPU task waits for a 2 h CPU task. Only `gpu` runs it; the cheapest pilot there (the
+    // 1 h `short` queue) ends before its parent does, which the fluid model cannot see.
+    let mut gpu_task = TaskShape {
+        gpus: 1,
+        ..TaskShape::new(1, 1800.0)
+    };
+    gpu_task.depends_on = vec![0];
+    let s = summary(vec![TaskShape::new(32, 7200.0), gpu_task]);
+    let mut gpu = offer("gpu", 16, 2, 60.0);
+    gpu.gpus_per_node = 4;
+    gpu.queues = vec![
+        QueueOffer::new("short", 3600.0, 2),
+        QueueOffer::new("long", 6.0 * 3600.0, 2),
+    ];
+    gpu.default_queue = "short".into();
+    let offers = vec![offer("cpu", 32, 10, 60.0), gpu];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    let on_gpu = p.pilots.iter().find(|p| p.resource == "gpu").unwrap();
+    assert_eq!(on_gpu.queue, "long", "{:?}", p.pilots);
+    assert!(
+        on_gpu.why.contains("moved from queue `short`"),
+        "{}",
+        on_gpu.why
+    );
+    assert_eq!(p.predicted_ttc_s, 60.0 + 7200.0 + 1800.0);
+}
+
+#[test]
 fn ttc_prefers_one_fitting_pilot_when_more_gain_little() {
     // 64 one-core tasks fit one node; a second resource cannot help much.
     let s = summary(bag(64, 1, 600.0));
