@@ -82,6 +82,7 @@ pub struct Config {
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: u64,
     pub max_pilot_replacements: u32,
+    /// The resource catalog for the planner; `None` when none is configured.
     pub resources: Option<PathBuf>,
 }
 
@@ -115,6 +116,15 @@ impl Config {
         cores_per_pilot: Option<u32>,
     ) -> anyhow::Result<Config> {
         let (file, path) = read_file(g.config.as_deref())?;
+        // A catalog named in the file is relative to the file, not to the working directory.
+        let file_dir = path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        let resources = g
+            .resources
+            .clone()
+            .or_else(|| file.resources.as_ref().map(|r| file_dir.join(r)));
         let mut amqp = g.amqp_url.clone().or(file.amqp_url.clone());
         let mut redis = g.redis_url.clone().or(file.redis_url.clone());
         if g.embedded {
@@ -142,7 +152,7 @@ impl Config {
             agent_bin: file.agent_bin,
             pilot_start_timeout_s: file.pilot_start_timeout_s.unwrap_or(60),
             max_pilot_replacements: file.max_pilot_replacements.unwrap_or(2),
-            resources: g.resources.clone().or(file.resources),
+            resources,
         };
         if cfg.pilots == 0 {
             anyhow::bail!("--pilots must be at least 1");
@@ -228,6 +238,26 @@ mod tests {
         let e = Config::resolve(&g, None, None).unwrap_err().to_string();
         assert!(e.contains("unknown field `pilot`"), "{e}");
         assert!(e.contains("valid keys: amqp_url"), "{e}");
+    }
+
+    #[test]
+    fn the_catalog_comes_from_the_file_relative_to_it_unless_a_flag_names_one() {
+        let (dir, p) = file_with("resources = \"sites/resources.toml\"\n");
+        let g = GlobalArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&g, None, None).unwrap();
+        assert_eq!(cfg.resources, Some(dir.path().join("sites/resources.toml")));
+        let g = GlobalArgs {
+            config: Some(p),
+            resources: Some("flag.toml".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&g, None, None).unwrap();
+        assert_eq!(cfg.resources, Some(PathBuf::from("flag.toml")));
+        let none = Config::resolve(&GlobalArgs::default(), None, None).unwrap();
+        assert_eq!(none.resources, None);
     }
 
     #[test]

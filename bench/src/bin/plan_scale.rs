@@ -32,16 +32,8 @@ fn offers() -> Vec<ResourceOffer> {
             gpus_per_node: gpus,
             mem_mb_per_node: 256_000,
             queues: vec![
-                QueueOffer {
-                    name: "normal".into(),
-                    max_walltime_s: 48.0 * 3600.0,
-                    max_nodes: nodes / 2,
-                },
-                QueueOffer {
-                    name: "debug".into(),
-                    max_walltime_s: 1800.0,
-                    max_nodes: 4,
-                },
+                QueueOffer::new("normal", 48.0 * 3600.0, nodes / 2),
+                QueueOffer::new("debug", 1800.0, 4),
             ],
             default_queue: "normal".into(),
             free_nodes: nodes / 50,

@@ -3,6 +3,7 @@
 
 mod agents;
 mod output;
+mod plan;
 mod read;
 mod run;
 
@@ -82,6 +83,7 @@ pub enum Command {
     Validate(read::ValidateArgs),
     Agents(agents::AgentsArgs),
     Resources(read::ResourcesArgs),
+    Plan(plan::PlanArgs),
     /// Generate a concrete workflow from a skeleton (EManager's TOML skeletons or the
     /// original Application Skeleton `.input` format).
     ///
@@ -127,6 +129,7 @@ async fn dispatch(cli: Cli) -> CliResult {
         Command::Validate(a) => read::validate(&g, a).await,
         Command::Agents(a) => agents::agents(&g, a).await,
         Command::Resources(a) => read::resources(&g, a).await,
+        Command::Plan(a) => plan::plan(&g, a).await,
         Command::Skeleton(a) => crate::skeleton::run(&a).map(|_| exit::OK).input(),
     }
 }

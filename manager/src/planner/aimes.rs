@@ -64,7 +64,8 @@ pub(crate) fn pilots(
                         queue: offer.default_queue.clone(),
                     })?;
             let want_nodes = nodes(summary, n, offer.cores_per_node);
-            let nodes = want_nodes.min(offer.node_limit(queue)).max(1);
+            let minimum = ResourceOffer::node_minimum(queue);
+            let nodes = want_nodes.min(offer.node_limit(queue)).max(minimum);
             let wall = walltime.min(queue.max_walltime_s);
             let mut why = format!(
                 "aimes: 1 of {n} pilots, ceil({} task cores / {n}) on {}-core nodes",
@@ -74,6 +75,11 @@ pub(crate) fn pilots(
             if nodes < want_nodes {
                 why.push_str(&format!(
                     "; {want_nodes} nodes cut to the queue limit {nodes}"
+                ));
+            }
+            if nodes > want_nodes {
+                why.push_str(&format!(
+                    "; {want_nodes} nodes raised to the queue minimum {nodes}"
                 ));
             }
             if wall < walltime {

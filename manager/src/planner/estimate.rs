@@ -33,13 +33,20 @@ pub(crate) struct Profile {
     /// `fit[offer][class]`.
     pub fit: Vec<Vec<Fit>>,
     /// Core-seconds of the workload on each offer, counting the cores a task makes unusable
-    /// on its node (a 48-core task on a 128-core node leaves 32 idle) as used.
+    /// on its node (a 48-core task on a 128-core node leaves 32 idle) as used. Only the
+    /// tasks the offer can run count.
     pub packed_work: Vec<f64>,
+    /// Share of the workload's core-seconds each offer can run at all (1 when its nodes fit
+    /// every task, 0 when they fit none).
+    pub runnable_share: Vec<f64>,
     /// Per group of consecutive dependency levels: (sum of the levels' longest tasks, share of
     /// the workload's core-seconds).
     pub level_profile: Vec<(f64, f64)>,
     /// Nodes one pilot of each offer needs to run the widest level in one wave.
     pub wave_nodes: Vec<u32>,
+    /// Per class, a task with the class's longest duration (for error messages: the task
+    /// that no queue's walltime may hold).
+    pub longest_task: Vec<usize>,
 }
 
 impl Profile {
@@ -52,6 +59,7 @@ impl Profile {
         let mut index: HashMap<(u32, u32, u64, u32, bool), u32, BuildFnv> = HashMap::default();
         let mut classes: Vec<Shape> = Vec::new();
         let mut class_work: Vec<f64> = Vec::new();
+        let mut longest_task: Vec<usize> = Vec::new();
         let class_of_shape: Vec<u32> = prep
             .shapes
             .iter()
@@ -65,9 +73,13 @@ impl Profile {
                         ..s.clone()
                     });
                     class_work.push(0.0);
+                    longest_task.push(s.first_task);
                     classes.len() as u32 - 1
                 });
                 let class = &mut classes[c as usize];
+                if s.est_s > class.est_s {
+                    longest_task[c as usize] = s.first_task;
+                }
                 class.est_s = class.est_s.max(s.est_s);
                 class.count += s.count;
                 class.first_task = class.first_task.min(s.first_task);
@@ -108,6 +120,30 @@ impl Profile {
             .iter()
             .map(|p| p.iter().zip(&class_work).map(|(c, w)| c * w).sum())
             .collect();
+        let core_work: Vec<f64> = classes
+            .iter()
+            .zip(&class_work)
+            .map(|(c, w)| f64::from(c.request.cores.max(1)) * w)
+            .collect();
+        let all_work: f64 = core_work.iter().sum();
+        let runnable_share = fit
+            .iter()
+            .map(|f| {
+                let can: f64 = f
+                    .iter()
+                    .zip(&core_work)
+                    .filter(|(f, _)| **f != Fit::Never)
+                    .map(|(_, w)| w)
+                    .sum();
+                if all_work > 0.0 {
+                    can / all_work
+                } else if f.iter().any(|f| *f != Fit::Never) {
+                    1.0 // only zero-length tasks
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         // Walk the tasks level by level (the topological order is sorted by level).
         let levels = summary::levels_with(&summary.tasks, &prep.children)?;
         let total = summary.total_core_seconds.max(f64::MIN_POSITIVE);
@@ -115,8 +151,11 @@ impl Profile {
         let mut widest = vec![0.0f64; offers.len()];
         let mut level_cores = vec![0.0f64; offers.len()];
         for &i in &levels.order {
+            if i >= summary.tasks.len() {
+                continue; // a join: its dependents carry its level
+            }
             let l = levels.level[i] as usize;
-            if per_level.len() <= l {
+            while per_level.len() <= l {
                 per_level.push((0.0, 0.0));
                 for (w, c) in widest.iter_mut().zip(level_cores.iter_mut()) {
                     *w = w.max(*c);
@@ -149,8 +188,10 @@ impl Profile {
             shapes: classes,
             fit,
             packed_work,
+            runnable_share,
             level_profile,
             wave_nodes,
+            longest_task,
         })
     }
 
@@ -173,18 +214,29 @@ impl Profile {
     }
 
     /// Predicted completion time of the workload on `pilots`, by the fluid model: each pilot
-    /// does its share of the packed work from its start to its walltime end; no level can
-    /// finish before its longest task, nor faster than all pilots together.
+    /// does its share of the packed work from its start to its walltime end, never more than
+    /// the share of the work its resource can run; no level can finish before its longest
+    /// task, nor faster than all pilots together.
     pub fn fluid_ttc(&self, pilots: &[Candidate]) -> f64 {
+        // Share of the whole workload per second, and the most each pilot can do.
         let speed: Vec<f64> = pilots
             .iter()
-            .map(|p| p.cores / self.packed_work[p.offer].max(f64::MIN_POSITIVE))
+            .map(|p| {
+                let work = self.packed_work[p.offer];
+                if work > 0.0 {
+                    self.runnable_share[p.offer] * p.cores / work
+                } else {
+                    0.0
+                }
+            })
             .collect();
         let done_by = |t: f64| -> f64 {
             pilots
                 .iter()
                 .zip(&speed)
-                .map(|(p, v)| v * (t - p.start_s).clamp(0.0, p.walltime_s))
+                .map(|(p, v)| {
+                    (v * (t - p.start_s).clamp(0.0, p.walltime_s)).min(self.runnable_share[p.offer])
+                })
                 .sum()
         };
         let horizon = pilots
@@ -199,7 +251,7 @@ impl Profile {
         if done < 1.0 - 1e-9 {
             // Infeasible: rank by when the rest would be done if the pilots ran on, so that
             // adding capacity still shows as progress.
-            return INFEASIBLE_S + horizon + (1.0 - done) / all_speed;
+            return INFEASIBLE_S + horizon + (1.0 - done) / all_speed.max(1e-12);
         }
         let (mut lo, mut hi) = (0.0, horizon);
         for _ in 0..60 {
@@ -219,7 +271,12 @@ impl Profile {
             .iter()
             .map(|&(longest, share)| longest.max(share / all_speed))
             .sum();
-        hi.max(first + by_levels)
+        let ttc = hi.max(first + by_levels);
+        if ttc > horizon {
+            // The dependency levels end after every pilot has: no task runs then.
+            return INFEASIBLE_S + ttc;
+        }
+        ttc
     }
 }
 

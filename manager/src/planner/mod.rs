@@ -2,11 +2,15 @@
 //! completion (TTC) and core-hours; and the discrete-event simulator that predicts and
 //! replays campaigns. Pure: values in, decisions out (see `docs/planner.md`).
 //!
-//! Inputs are this module's own types ([`ResourceOffer`], [`WorkflowSummary`]); the catalog
-//! and the bundle snapshot are mapped onto them by the caller.
+//! Inputs are this module's own types ([`ResourceOffer`], [`WorkflowSummary`]); `offers`
+//! maps the catalog and the bundle snapshot onto them.
 
 mod aimes;
 mod estimate;
+pub mod offers;
+pub mod planning;
+mod repair;
+pub mod runs;
 mod search;
 pub mod sim;
 pub mod summary;
@@ -15,8 +19,12 @@ pub mod wait;
 #[cfg(test)]
 mod tests;
 
+pub use planning::{
+    pilot_request, pilot_requests, plan_pilots, Budget, PlanPilotsError, Planning, StrategyName,
+};
+pub use runs::{simulate_runs, Distribution, Runs};
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
-pub use summary::{TaskShape, WorkflowSummary};
+pub use summary::{Join, TaskShape, WorkflowSummary};
 
 use thiserror::Error;
 
@@ -34,6 +42,20 @@ pub struct QueueOffer {
     pub name: String,
     pub max_walltime_s: f64,
     pub max_nodes: u32,
+    /// Smallest job the queue accepts (e.g. a `prod` queue of 10 nodes and up); 1 for most.
+    pub min_nodes: u32,
+}
+
+impl QueueOffer {
+    /// A queue that takes 1 to `max_nodes` nodes for up to `max_walltime_s`.
+    pub fn new(name: impl Into<String>, max_walltime_s: f64, max_nodes: u32) -> QueueOffer {
+        QueueOffer {
+            name: name.into(),
+            max_walltime_s,
+            max_nodes,
+            min_nodes: 1,
+        }
+    }
 }
 
 /// What a resource offers right now: node shape, queues, load and predicted wait.
@@ -61,6 +83,11 @@ impl ResourceOffer {
     /// Largest pilot (nodes) a queue of this resource accepts.
     pub(crate) fn node_limit(&self, queue: &QueueOffer) -> u32 {
         queue.max_nodes.min(self.total_nodes)
+    }
+
+    /// Smallest pilot (nodes) a queue of this resource accepts.
+    pub(crate) fn node_minimum(queue: &QueueOffer) -> u32 {
+        queue.min_nodes.max(1)
     }
 
     /// Predicted wait for a pilot of `nodes` nodes: p10 when it fits in the idle nodes (it
@@ -161,6 +188,8 @@ pub enum PlanError {
     UnknownQueue { resource: String, queue: String },
     #[error("no plan fits the budget: the cheapest plan found needs {core_hours:.1} core-hours and costs {cost:.2}")]
     OverBudget { core_hours: f64, cost: f64 },
+    #[error("no plan within the budget finishes every task: the plans under it ({core_hours:.1} core-hours, cost {cost:.2}) leave tasks unfinished within the queues' limits")]
+    NoFinishingPlanInBudget { core_hours: f64, cost: f64 },
 }
 
 /// Plans `summary` over `offers` with `strategy`.
@@ -175,7 +204,7 @@ pub fn plan(
     if offers.is_empty() {
         return Err(PlanError::NoResources);
     }
-    let prep = summary::Prepared::new(&summary.tasks);
+    let prep = summary::Prepared::new(summary);
     let profile = estimate::Profile::new(summary, &prep, offers)?;
     let (pilots, sized_by_search) = match strategy {
         Strategy::Aimes { late_binding } => (
@@ -190,7 +219,8 @@ pub fn plan(
         max_cost,
     } = strategy
     else {
-        let mut plans = finish(strategy, pilots, summary, &prep, offers, sized_by_search);
+        let searched = sized_by_search.then_some(&profile);
+        let mut plans = finish(strategy, pilots, summary, &prep, offers, searched);
         return Ok(plans.swap_remove(0));
     };
     // The search checks the caps with its own walltimes; the final ones come from the
@@ -200,32 +230,48 @@ pub fn plan(
         max_cost.unwrap_or(f64::INFINITY),
     );
     let mut scale = 1.0;
-    let mut last = PlanError::OverBudget {
-        core_hours: f64::INFINITY,
-        cost: f64::INFINITY,
-    };
+    // The cheapest plan found that finishes (for the error), and the last that does not.
+    let mut cheapest: Option<(f64, f64)> = None;
+    let mut unfinished = None;
     for _ in 0..4 {
         let budget = search::Budget {
             core_hours: caps.0 * scale,
             cost: caps.1 * scale,
         };
         let pilots = search::pilots(offers, &profile, Some(budget))?;
-        let plans = finish(strategy, pilots, summary, &prep, offers, true);
-        let within = |p: &Plan| p.core_hours_requested <= caps.0 && p.cost(offers) <= caps.1;
+        let plans = finish(strategy, pilots, summary, &prep, offers, Some(&profile));
+        let within = |p: &Plan| {
+            p.predicted_ttc_s.is_finite()
+                && p.core_hours_requested <= caps.0
+                && p.cost(offers) <= caps.1
+        };
         if let Some(plan) = plans.iter().find(|p| within(p)) {
             return Ok(plan.clone());
         }
+        for p in plans.iter().filter(|p| p.predicted_ttc_s.is_finite()) {
+            if cheapest.is_none_or(|(h, _)| p.core_hours_requested < h) {
+                cheapest = Some((p.core_hours_requested, p.cost(offers)));
+            }
+        }
         let plan = plans.last().expect("finish returns a plan");
         let cost = plan.cost(offers);
+        if !plan.predicted_ttc_s.is_finite() {
+            // Too small already: a tighter cap would leave more unfinished.
+            unfinished = Some((plan.core_hours_requested, cost));
+            break;
+        }
         scale *= (caps.0 / plan.core_hours_requested)
             .min(caps.1 / cost)
             .clamp(0.5, 0.95);
-        last = PlanError::OverBudget {
-            core_hours: plan.core_hours_requested,
-            cost,
-        };
     }
-    Err(last)
+    Err(match (cheapest, unfinished) {
+        (Some((core_hours, cost)), _) => PlanError::OverBudget { core_hours, cost },
+        (None, Some((core_hours, cost))) => PlanError::NoFinishingPlanInBudget { core_hours, cost },
+        (None, None) => PlanError::OverBudget {
+            core_hours: f64::INFINITY,
+            cost: f64::INFINITY,
+        },
+    })
 }
 
 /// How walltimes of searched plans are cut.
@@ -247,15 +293,18 @@ enum Sizing {
 /// the walltime, and every task it took still does), so the simulated TTC stands for the cut
 /// plan. `Sizing::Robust` adds, per pilot, the largest lateness (p90 minus prediction) of the
 /// other pilots: when they start late, this one has to run their share.
+///
+/// When that run leaves tasks unfinished, a searched plan is repaired first (`repair.rs`).
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
     summary: &WorkflowSummary,
     prep: &summary::Prepared,
     offers: &[ResourceOffer],
-    resize: bool,
+    searched: Option<&estimate::Profile>,
 ) -> Vec<Plan> {
     let offer_of = |p: &PlannedPilot| offers.iter().find(|o| o.name == p.resource);
+    let resize = searched.is_some();
     if resize {
         for p in &mut pilots {
             if let Some(q) = offer_of(p).and_then(|o| o.queue(&p.queue)) {
@@ -263,14 +312,27 @@ fn finish(
             }
         }
     }
-    let draft = Plan {
+    let mut draft = Plan {
         strategy,
         pilots,
         predicted_ttc_s: 0.0,
         core_hours_requested: 0.0,
         expected_idle_core_hours: 0.0,
     };
-    let result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
+    let mut result = sim::simulate_prepared(&draft, summary, prep, offers, &SimOptions::expected());
+    if let (Some(profile), true) = (searched, result.unfinished_tasks > 0) {
+        let ctx = repair::Context {
+            strategy,
+            summary,
+            prep,
+            offers,
+            profile,
+        };
+        if let Some((pilots, repaired)) = repair::repair(&ctx, &draft.pilots, &result) {
+            draft.pilots = pilots;
+            result = repaired;
+        }
+    }
     if !resize || result.unfinished_tasks > 0 {
         return vec![complete(strategy, draft.pilots, &result, offers)];
     }

@@ -151,24 +151,29 @@ fn shrink(
 }
 
 /// Every (offer, queue, nodes) worth trying: powers of two up to the size that runs the
-/// widest level in one wave, that size itself, the idle nodes, and the whole-node sizes
-/// multi-node tasks need; never over a queue's limits.
+/// widest level in one wave, that size itself, the idle nodes, the queue's minimum, and the
+/// whole-node sizes multi-node tasks need; never outside a queue's limits.
 fn all_choices(offers: &[ResourceOffer], profile: &Profile) -> Vec<Choice> {
     let mut out = Vec::new();
     for (o, offer) in offers.iter().enumerate() {
+        if profile.runnable_share[o] <= 0.0 {
+            continue; // its nodes fit none of the tasks
+        }
         for (q, queue) in offer.queues.iter().enumerate() {
             let limit = offer.node_limit(queue);
-            if limit == 0 {
+            let minimum = ResourceOffer::node_minimum(queue);
+            if limit == 0 || minimum > limit {
                 continue;
             }
-            let cap = profile.wave_nodes[o].clamp(1, limit);
+            let cap = profile.wave_nodes[o].clamp(minimum, limit);
             let mut sizes: Vec<u32> = std::iter::successors(Some(1u32), |n| n.checked_mul(2))
                 .take_while(|&n| n < cap)
-                .chain([cap, offer.free_nodes.clamp(1, cap)])
+                .chain([minimum, cap, offer.free_nodes.clamp(minimum, cap)])
                 .chain(profile.fit[o].iter().filter_map(|f| match f {
                     super::estimate::Fit::WholeNodes { nodes } if *nodes <= limit => Some(*nodes),
                     _ => None,
                 }))
+                .filter(|&n| n >= minimum)
                 .collect();
             sizes.sort_unstable();
             sizes.dedup();
@@ -250,7 +255,7 @@ fn uncovered_error(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) 
         .flat_map(|o| o.queues.iter().map(|q| q.max_walltime_s))
         .fold(0.0, f64::max);
     PlanError::TaskFitsNowhere {
-        task: profile.shapes[s].first_task,
+        task: profile.longest_task[s],
         reasons: format!(
             "it runs {:.0} s and the longest queue allows {longest_queue:.0} s, or no planned pilot has room for it",
             profile.shapes[s].est_s

@@ -125,7 +125,10 @@ struct Sim<'a> {
     nonempty: BTreeSet<u32>,
     /// Ready tasks per shape.
     ready: Vec<Vec<u32>>,
+    /// Unfinished parents per node (tasks, then joins).
     missing: Vec<u32>,
+    /// Number of tasks: nodes from here on are joins.
+    tasks: usize,
     children: &'a Children,
     pilots: Vec<Pilot>,
     batches: Vec<Option<Batch>>,
@@ -143,7 +146,7 @@ pub fn simulate_with(
     offers: &[ResourceOffer],
     opts: &SimOptions,
 ) -> SimResult {
-    let prep = Prepared::new(&summary.tasks);
+    let prep = Prepared::new(summary);
     simulate_prepared(plan, summary, &prep, offers, opts)
 }
 
@@ -166,11 +169,8 @@ pub(crate) fn simulate_prepared(
     let est_by_rank = order.iter().map(|&s| shapes[s].est_s).collect();
     let mut sim = Sim {
         ready: vec![Vec::new(); shapes.len()],
-        missing: summary
-            .tasks
-            .iter()
-            .map(|t| t.depends_on.len() as u32)
-            .collect(),
+        missing: prep.children.in_degrees(),
+        tasks: summary.tasks.len(),
         children: &prep.children,
         pilots: Vec::with_capacity(plan.pilots.len()),
         batches: Vec::new(),
@@ -191,6 +191,7 @@ pub(crate) fn simulate_prepared(
             sim.make_ready(i as u32);
         }
     }
+    // (Joins always have members, so none is satisfied before any task has run.)
     let mut failed_pilots = 0;
     for (pi, p) in plan.pilots.iter().enumerate() {
         let offer = offers.iter().find(|o| o.name == p.resource);
@@ -311,6 +312,27 @@ impl Sim<'_> {
         self.ready[s].push(task);
     }
 
+    /// Counts node `i` as finished for its children; a child with no parent left becomes
+    /// ready (a task) or is finished in turn (a join). True when some task became ready.
+    fn release_children(&mut self, i: usize) -> bool {
+        let children = self.children;
+        let mut released = false;
+        for &c in children.of(i) {
+            self.missing[c as usize] -= 1;
+            if self.missing[c as usize] > 0 {
+                continue;
+            }
+            if (c as usize) < self.tasks {
+                self.make_ready(c);
+                released = true;
+            } else {
+                // A join's children are tasks: this recursion is one level deep.
+                released |= self.release_children(c as usize);
+            }
+        }
+        released
+    }
+
     /// Places ready tasks on pilot `p`, longest first, while it has room and time. Like an
     /// agent with bounded look-ahead it gives up after `MAX_MISSES` shapes that do not fit
     /// now (and skips at most `MAX_SKIPS` shapes this pilot can never run), so a workload of
@@ -393,13 +415,7 @@ impl Sim<'_> {
         for (task, slots) in &batch.tasks {
             self.pilots[p].sched.release(slots);
             self.done += 1;
-            for &c in self.children.of(*task as usize) {
-                self.missing[c as usize] -= 1;
-                if self.missing[c as usize] == 0 {
-                    self.make_ready(c);
-                    released = true;
-                }
-            }
+            released |= self.release_children(*task as usize);
         }
         if released {
             for q in 0..self.pilots.len() {

@@ -46,6 +46,17 @@ impl TaskShape {
     }
 }
 
+/// A set of tasks that other tasks wait for as a whole: the barrier before a stage, or an
+/// array or stage named in `depends_on`. It is one virtual node of the dependency graph, so
+/// "all of A before all of B" costs |A| + |B| edges, not |A| x |B| (as in the driver's DAG).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Join {
+    /// Tasks that must all finish ...
+    pub members: Vec<usize>,
+    /// ... before these may start.
+    pub dependents: Vec<usize>,
+}
+
 /// Aggregates of a workflow plus its tasks.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkflowSummary {
@@ -63,10 +74,14 @@ pub struct WorkflowSummary {
     /// Input plus output bytes of all tasks.
     pub data_bytes: u64,
     pub tasks: Vec<TaskShape>,
+    /// Dependencies on whole sets of tasks (stage barriers, arrays); `TaskShape::depends_on`
+    /// holds the task-to-task ones.
+    pub joins: Vec<Join>,
 }
 
 impl WorkflowSummary {
-    /// Summarises a parsed workflow.
+    /// Summarises a parsed workflow: explicit dependencies, dependencies on arrays and
+    /// stages, and the barriers between consecutive stages, as the driver's DAG sees them.
     pub fn from_workflow(wf: &Workflow) -> Result<WorkflowSummary, PlanError> {
         let mut data_bytes = 0u64;
         let tasks = wf
@@ -91,7 +106,7 @@ impl WorkflowSummary {
                 }
             })
             .collect();
-        WorkflowSummary::from_tasks(tasks, data_bytes)
+        WorkflowSummary::from_parts(tasks, joins_of(wf), data_bytes)
     }
 
     /// Summarises tasks given directly (tests, benchmarks, skeletons).
@@ -99,15 +114,31 @@ impl WorkflowSummary {
         tasks: Vec<TaskShape>,
         data_bytes: u64,
     ) -> Result<WorkflowSummary, PlanError> {
-        let levels = levels(&tasks)?;
+        WorkflowSummary::from_parts(tasks, Vec::new(), data_bytes)
+    }
+
+    /// Summarises tasks and the sets of them that others wait for.
+    pub fn from_parts(
+        tasks: Vec<TaskShape>,
+        joins: Vec<Join>,
+        data_bytes: u64,
+    ) -> Result<WorkflowSummary, PlanError> {
+        let graph = children(&tasks, &joins);
+        let levels = levels_with(&tasks, &graph)?;
         let mut core_histogram = BTreeMap::new();
         let mut gpu_histogram = BTreeMap::new();
-        let mut finish = vec![0.0f64; tasks.len()];
+        // Earliest start and finish of every node (joins take no time).
+        let mut start = vec![0.0f64; graph.nodes()];
+        let mut finish = vec![0.0f64; graph.nodes()];
         let mut stage_widths = Vec::new();
         for &i in &levels.order {
-            let t = &tasks[i];
-            let start = t.depends_on.iter().map(|&p| finish[p]).fold(0.0, f64::max);
-            finish[i] = start + t.est_s;
+            finish[i] = start[i] + tasks.get(i).map_or(0.0, |t| t.est_s);
+            for &c in graph.of(i) {
+                start[c as usize] = start[c as usize].max(finish[i]);
+            }
+            if i >= tasks.len() {
+                continue;
+            }
             let l = levels.level[i] as usize;
             if stage_widths.len() <= l {
                 stage_widths.resize(l + 1, 0);
@@ -128,6 +159,7 @@ impl WorkflowSummary {
             stage_widths,
             data_bytes,
             tasks,
+            joins,
         })
     }
 
@@ -140,34 +172,58 @@ impl WorkflowSummary {
     }
 }
 
-/// Tasks in a topological order and the dependency level of each.
+/// The workflow's joins as the driver's DAG has them: one per array or stage that a task
+/// depends on or that a stage barrier waits for (empty ones are left out, as there).
+fn joins_of(wf: &Workflow) -> Vec<Join> {
+    let barriers = crate::workflow::dag::stage_barriers(wf);
+    let mut join_of_group: Vec<Option<usize>> = vec![None; wf.groups.len()];
+    let mut joins: Vec<Join> = Vec::new();
+    for (i, t) in wf.tasks.iter().enumerate() {
+        let barrier = t.stage.and_then(|s| barriers[s]);
+        for g in t.depends_on_groups.iter().copied().chain(barrier) {
+            let members = &wf.groups[g].members;
+            if members.is_empty() {
+                continue;
+            }
+            let j = *join_of_group[g].get_or_insert_with(|| {
+                joins.push(Join {
+                    members: members.clone(),
+                    dependents: Vec::new(),
+                });
+                joins.len() - 1
+            });
+            joins[j].dependents.push(i);
+        }
+    }
+    joins
+}
+
+/// Nodes (tasks, then joins) in a topological order and the dependency level of each. A
+/// join sits at the level its dependents start at: one past its deepest member.
 pub(crate) struct Levels {
     pub order: Vec<usize>,
     pub level: Vec<u32>,
 }
 
-pub(crate) fn levels(tasks: &[TaskShape]) -> Result<Levels, PlanError> {
-    levels_with(tasks, &children(tasks))
-}
-
 pub(crate) fn levels_with(tasks: &[TaskShape], children: &Children) -> Result<Levels, PlanError> {
     let n = tasks.len();
-    let mut missing: Vec<u32> = tasks.iter().map(|t| t.depends_on.len() as u32).collect();
-    let mut level = vec![0u32; n];
-    let mut order: Vec<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
+    let mut missing = children.in_degrees();
+    let mut level = vec![0u32; children.nodes()];
+    let mut order: Vec<usize> = (0..children.nodes()).filter(|&i| missing[i] == 0).collect();
     let mut next = 0;
     while next < order.len() {
         let i = order[next];
         next += 1;
+        let step = u32::from(i < n);
         for &c in children.of(i) {
-            level[c as usize] = level[c as usize].max(level[i] + 1);
+            level[c as usize] = level[c as usize].max(level[i] + step);
             missing[c as usize] -= 1;
             if missing[c as usize] == 0 {
                 order.push(c as usize);
             }
         }
     }
-    if order.len() < n {
+    if order.len() < children.nodes() {
         let task = (0..n).find(|&i| missing[i] > 0).unwrap_or(0);
         return Err(PlanError::Cycle { task });
     }
@@ -182,17 +238,18 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(tasks: &[TaskShape]) -> Prepared {
-        let (shapes, shape_of) = shapes(tasks);
+    pub fn new(summary: &WorkflowSummary) -> Prepared {
+        let (shapes, shape_of) = shapes(&summary.tasks);
         Prepared {
             shapes,
             shape_of,
-            children: children(tasks),
+            children: children(&summary.tasks, &summary.joins),
         }
     }
 }
 
-/// Child lists of every task in one flat array (compressed rows).
+/// Child lists of every node in one flat array (compressed rows). Nodes `0..tasks` are the
+/// tasks, then one per [`Join`].
 pub(crate) struct Children {
     start: Vec<u32>,
     list: Vec<u32>,
@@ -202,26 +259,52 @@ impl Children {
     pub fn of(&self, i: usize) -> &[u32] {
         &self.list[self.start[i] as usize..self.start[i + 1] as usize]
     }
+
+    /// Tasks plus joins.
+    pub fn nodes(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// Parents of every node.
+    pub fn in_degrees(&self) -> Vec<u32> {
+        let mut d = vec![0u32; self.nodes()];
+        for &c in &self.list {
+            d[c as usize] += 1;
+        }
+        d
+    }
 }
 
-pub(crate) fn children(tasks: &[TaskShape]) -> Children {
-    let mut start = vec![0u32; tasks.len() + 1];
-    for t in tasks {
-        for &p in &t.depends_on {
-            start[p + 1] += 1;
+pub(crate) fn children(tasks: &[TaskShape], joins: &[Join]) -> Children {
+    let n = tasks.len();
+    // Every edge `parent -> child`, visited twice: to count, then to fill.
+    let for_each_edge = |f: &mut dyn FnMut(usize, usize)| {
+        for (i, t) in tasks.iter().enumerate() {
+            for &p in &t.depends_on {
+                f(p, i);
+            }
         }
-    }
-    for i in 0..tasks.len() {
+        for (j, join) in joins.iter().enumerate() {
+            for &m in &join.members {
+                f(m, n + j);
+            }
+            for &d in &join.dependents {
+                f(n + j, d);
+            }
+        }
+    };
+    let nodes = n + joins.len();
+    let mut start = vec![0u32; nodes + 1];
+    for_each_edge(&mut |p, _| start[p + 1] += 1);
+    for i in 0..nodes {
         start[i + 1] += start[i];
     }
     let mut fill = start.clone();
-    let mut list = vec![0u32; start[tasks.len()] as usize];
-    for (i, t) in tasks.iter().enumerate() {
-        for &p in &t.depends_on {
-            list[fill[p] as usize] = i as u32;
-            fill[p] += 1;
-        }
-    }
+    let mut list = vec![0u32; start[nodes] as usize];
+    for_each_edge(&mut |p, c| {
+        list[fill[p] as usize] = c as u32;
+        fill[p] += 1;
+    });
     Children { start, list }
 }
 

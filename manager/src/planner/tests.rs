@@ -5,7 +5,8 @@ use super::wait::{estimate_from_samples, WaitDistribution};
 use super::*;
 use pilot_agent::scheduler::{NodeSpec, Scheduler};
 use proptest::prelude::{
-    any, prop, prop_assert, proptest, ProptestConfig, Strategy as Arbitrary, TestCaseError,
+    any, prop, prop_assert, prop_assert_eq, proptest, Just, ProptestConfig, Strategy as Arbitrary,
+    TestCaseError,
 };
 use rand::SeedableRng;
 
@@ -15,11 +16,7 @@ pub(crate) fn offer(name: &str, cores: u32, nodes: u32, p50: f64) -> ResourceOff
         cores_per_node: cores,
         gpus_per_node: 0,
         mem_mb_per_node: 128_000,
-        queues: vec![QueueOffer {
-            name: "normal".into(),
-            max_walltime_s: 48.0 * 3600.0,
-            max_nodes: nodes,
-        }],
+        queues: vec![QueueOffer::new("normal", 48.0 * 3600.0, nodes)],
         default_queue: "normal".into(),
         free_nodes: 0,
         total_nodes: nodes,
@@ -152,6 +149,75 @@ fn summary_from_a_workflow_counts_data_and_mpi() {
     assert_eq!(s.core_histogram.get(&64), Some(&2));
 }
 
+fn parsed(toml: &str) -> crate::workflow::Workflow {
+    crate::workflow::parse_str(toml, crate::workflow::Format::Toml, "wf.toml").unwrap()
+}
+
+#[test]
+fn stage_barriers_order_the_summary_and_the_simulation() {
+    // 10 x 100 s, then (after the barrier) 10 x 50 s: on a pilot with room for all of
+    // them, the second stage starts only when the first is over.
+    let wf = parsed(
+        r#"
+name = "staged"
+[[stages]]
+name = "a"
+[[stages]]
+name = "b"
+[[tasks]]
+name = "a-{index}"
+count = 10
+command = ["true"]
+est_duration_s = 100
+stage = "a"
+[[tasks]]
+name = "b-{index}"
+count = 10
+command = ["true"]
+est_duration_s = 50
+stage = "b"
+"#,
+    );
+    let s = WorkflowSummary::from_workflow(&wf).unwrap();
+    assert_eq!(s.joins.len(), 1);
+    assert_eq!(s.stage_widths, vec![10, 10]);
+    assert_eq!(s.critical_path_s, 150.0);
+    let o = offer("a", 32, 1, 20.0);
+    let p = plan(Strategy::Ttc, &s, std::slice::from_ref(&o)).unwrap();
+    assert_eq!(p.predicted_ttc_s, 170.0);
+    let r = simulate_with(&p, &s, &[o], &SimOptions::expected());
+    assert_eq!(r.ttc_s, 170.0);
+}
+
+#[test]
+fn a_dependency_on_a_whole_array_waits_for_every_member() {
+    let wf = parsed(
+        r#"
+name = "fan-in"
+[[tasks]]
+name = "sim-{index}"
+count = 4
+command = ["true"]
+est_duration_s = 100
+[[tasks]]
+name = "short"
+command = ["true"]
+est_duration_s = 10
+[[tasks]]
+name = "reduce"
+command = ["true"]
+est_duration_s = 30
+depends_on = ["sim", "short"]
+"#,
+    );
+    let s = WorkflowSummary::from_workflow(&wf).unwrap();
+    assert_eq!(s.critical_path_s, 130.0);
+    assert_eq!(s.stage_widths, vec![5, 1]);
+    let o = offer("a", 32, 1, 0.0);
+    let p = plan(Strategy::Ttc, &s, std::slice::from_ref(&o)).unwrap();
+    assert_eq!(p.predicted_ttc_s, 130.0);
+}
+
 #[test]
 fn a_dependency_cycle_is_an_error() {
     let mut t = bag(2, 1, 1.0);
@@ -173,6 +239,88 @@ fn a_task_that_fits_nowhere_is_named_with_the_reason() {
         msg.contains("64 cores on one node; the largest node has 32"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_task_longer_than_every_queue_is_the_one_named() {
+    // Same cores, so one resource class; only the second task is too long for 48 h.
+    let s = summary(vec![TaskShape::new(1, 100.0), TaskShape::new(1, 200_000.0)]);
+    let err = plan(Strategy::Ttc, &s, &[offer("a", 16, 4, 0.0)]).unwrap_err();
+    let PlanError::TaskFitsNowhere { task, reasons } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(*task, 1, "{err}");
+    assert!(reasons.contains("runs 200000 s"), "{reasons}");
+    assert!(reasons.contains("allows 172800 s"), "{reasons}");
+}
+
+#[test]
+fn a_resource_that_runs_none_of_the_tasks_gets_no_pilot() {
+    // The 4-core host starts at once but fits no 8-core task: it must not look fast.
+    let s = summary(bag(64, 8, 600.0));
+    let offers = vec![offer("tiny", 4, 1, 0.0), offer("big", 32, 10, 600.0)];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    assert!(
+        p.pilots.iter().all(|p| p.resource == "big"),
+        "{:?}",
+        p.pilots
+    );
+    // 16 nodes would run all 64 at once; the queue has 10: 40 run, then 24.
+    assert_eq!(p.predicted_ttc_s, 600.0 + 1200.0);
+}
+
+#[test]
+fn a_resource_that_runs_part_of_the_work_is_credited_with_that_part_only() {
+    // 1,000 one-hour 32-core tasks and one GPU task. The 16-core GPU node starts at once
+    // and runs only the GPU task; were it credited with all the work, ttc would lean on it
+    // and shrink the CPU pilot to nothing.
+    let mut tasks = bag(1000, 32, 3600.0);
+    tasks.push(TaskShape {
+        gpus: 1,
+        ..TaskShape::new(1, 600.0)
+    });
+    let s = summary(tasks);
+    let mut gpu = offer("gpu", 16, 1, 0.0);
+    gpu.gpus_per_node = 4;
+    let cpu = offer("cpu", 32, 1000, 1800.0);
+    let offers = vec![gpu, cpu];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    let on_cpu = p
+        .pilots
+        .iter()
+        .find(|p| p.resource == "cpu")
+        .expect("a CPU pilot");
+    assert!(on_cpu.nodes >= 500, "{:?}", p.pilots);
+    assert!(p.predicted_ttc_s < 3.0 * 3600.0, "{}", p.predicted_ttc_s);
+}
+
+#[test]
+fn a_plan_the_simulator_cannot_finish_is_repaired() {
+    // A GPU task waits for a 2 h CPU task. Only `gpu` runs it; the cheapest pilot there (the
+    // 1 h `short` queue) ends before its parent does, which the fluid model cannot see.
+    let mut gpu_task = TaskShape {
+        gpus: 1,
+        ..TaskShape::new(1, 1800.0)
+    };
+    gpu_task.depends_on = vec![0];
+    let s = summary(vec![TaskShape::new(32, 7200.0), gpu_task]);
+    let mut gpu = offer("gpu", 16, 2, 60.0);
+    gpu.gpus_per_node = 4;
+    gpu.queues = vec![
+        QueueOffer::new("short", 3600.0, 2),
+        QueueOffer::new("long", 6.0 * 3600.0, 2),
+    ];
+    gpu.default_queue = "short".into();
+    let offers = vec![offer("cpu", 32, 10, 60.0), gpu];
+    let p = plan(Strategy::Ttc, &s, &offers).unwrap();
+    let on_gpu = p.pilots.iter().find(|p| p.resource == "gpu").unwrap();
+    assert_eq!(on_gpu.queue, "long", "{:?}", p.pilots);
+    assert!(
+        on_gpu.why.contains("moved from queue `short`"),
+        "{}",
+        on_gpu.why
+    );
+    assert_eq!(p.predicted_ttc_s, 60.0 + 7200.0 + 1800.0);
 }
 
 #[test]
@@ -261,6 +409,25 @@ fn simulation_is_deterministic_for_a_seed() {
     assert_eq!(a, b);
     let c = simulate(&p, &s, &offers, 8);
     assert_ne!(a.per_pilot_start, c.per_pilot_start);
+}
+
+#[test]
+fn repeated_simulations_are_deterministic_for_a_seed() {
+    let s = campaign();
+    let offers = three_sites();
+    let p = plan(Strategy::Aimes { late_binding: true }, &s, &offers).unwrap();
+    let a = simulate_runs(&p, &s, &offers, 5, 42);
+    assert_eq!(a, simulate_runs(&p, &s, &offers, 5, 42));
+    assert_eq!(a.runs, 5);
+    assert!(a.ttc_s.min <= a.ttc_s.p50 && a.ttc_s.p50 <= a.ttc_s.max);
+    // Run i is the single simulation with seed 42 + i.
+    assert_eq!(
+        a.ttc_s.min,
+        (42..47)
+            .map(|seed| simulate(&p, &s, &offers, seed).ttc_s)
+            .fold(f64::INFINITY, f64::min)
+    );
+    assert_ne!(a.ttc_s, simulate_runs(&p, &s, &offers, 5, 43).ttc_s);
 }
 
 #[test]
@@ -410,10 +577,11 @@ fn arb_offers() -> impl Arbitrary<Value = Vec<ResourceOffer>> {
                 o.free_nodes = free;
                 o.queues[0].max_nodes = max_nodes;
                 o.queues[0].max_walltime_s = wall;
+                o.queues.push(QueueOffer::new("debug", 1800.0, 2));
+                // A capability queue for large jobs only (like Polaris `prod`).
                 o.queues.push(QueueOffer {
-                    name: "debug".into(),
-                    max_walltime_s: 1800.0,
-                    max_nodes: 2,
+                    min_nodes: (total / 4).max(1),
+                    ..QueueOffer::new("prod", 72.0 * 3600.0, total)
                 });
                 o
             })
@@ -432,7 +600,22 @@ fn arb_summary() -> impl Arbitrary<Value = WorkflowSummary> {
         ),
         1..40,
     )
-    .prop_map(|v| {
+    .prop_flat_map(|v| {
+        let n = v.len();
+        // Optionally a barrier: tasks [0, cut) before tasks [cut, n) (acyclic, as parents
+        // always come earlier).
+        (Just(v), prop::option::of(0..n))
+    })
+    .prop_map(|(v, cut)| {
+        let n = v.len();
+        let joins = cut
+            .filter(|&c| c > 0)
+            .map(|c| Join {
+                members: (0..c).collect(),
+                dependents: (c..n).collect(),
+            })
+            .into_iter()
+            .collect();
         let tasks = v
             .iter()
             .enumerate()
@@ -446,7 +629,7 @@ fn arb_summary() -> impl Arbitrary<Value = WorkflowSummary> {
                 depends_on: if parent < i { vec![parent] } else { vec![] },
             })
             .collect();
-        WorkflowSummary::from_tasks(tasks, 1_000_000).unwrap()
+        WorkflowSummary::from_parts(tasks, joins, 1_000_000).unwrap()
     })
 }
 
@@ -470,6 +653,14 @@ fn check_plan(p: &Plan, offers: &[ResourceOffer]) -> Result<(), TestCaseError> {
         let q = o.queue(&pilot.queue).unwrap();
         prop_assert!(pilot.nodes >= 1);
         prop_assert!(pilot.nodes <= q.max_nodes && pilot.nodes <= o.total_nodes);
+        prop_assert!(
+            pilot.nodes >= q.min_nodes,
+            "{} nodes in queue {} of {} (min {})",
+            pilot.nodes,
+            q.name,
+            o.name,
+            q.min_nodes
+        );
         prop_assert!(pilot.walltime_s <= q.max_walltime_s);
     }
     Ok(())
@@ -493,17 +684,60 @@ fn check_every_task_fits(
     Ok(())
 }
 
+/// Whether any queue of any offer could ever run `t`: a pilot as large as the queue allows,
+/// with the queue's longest walltime.
+fn some_queue_could_run(t: &TaskShape, offers: &[ResourceOffer]) -> bool {
+    offers.iter().any(|o| {
+        o.queues.iter().any(|q| {
+            let limit = q.max_nodes.min(o.total_nodes);
+            q.min_nodes <= limit
+                && t.est_s <= q.max_walltime_s
+                && pilot_scheduler(o, limit).can_ever_fit(&t.request()).is_ok()
+        })
+    })
+}
+
+/// A plan, or the error that a task really fits nowhere (naming that very task).
+fn check_plan_or_misfit(
+    strategy: Strategy,
+    s: &WorkflowSummary,
+    offers: &[ResourceOffer],
+) -> Result<Option<Plan>, TestCaseError> {
+    match plan(strategy, s, offers) {
+        Ok(p) => {
+            check_plan(&p, offers)?;
+            Ok(Some(p))
+        }
+        Err(PlanError::TaskFitsNowhere { task, reasons }) => {
+            prop_assert!(
+                !some_queue_could_run(&s.tasks[task], offers),
+                "{}: task {} ({:?}) was said to fit nowhere: {}",
+                strategy.name(),
+                task,
+                s.tasks[task],
+                reasons
+            );
+            Ok(None)
+        }
+        Err(e) => Err(TestCaseError::fail(format!("{}: {e}", strategy.name()))),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn plans_respect_queue_limits_and_every_task_fits_a_pilot(s in arb_summary(), offers in arb_offers()) {
-        for strategy in [Strategy::Ttc, Strategy::Aimes { late_binding: true }] {
-            let Ok(p) = plan(strategy, &s, &offers) else { continue };
-            check_plan(&p, &offers)?;
-            if strategy == Strategy::Ttc {
-                check_every_task_fits(&p, &s, &offers)?;
-            }
+        let ttc = check_plan_or_misfit(Strategy::Ttc, &s, &offers)?;
+        if let Some(p) = &ttc {
+            check_every_task_fits(p, &s, &offers)?;
+            prop_assert!(p.predicted_ttc_s.is_finite(), "ttc plan never finishes: {:?}", p.pilots);
+        }
+        let aimes = check_plan_or_misfit(Strategy::Aimes { late_binding: true }, &s, &offers)?;
+        // Both strategies agree on whether the workload can run at all.
+        prop_assert_eq!(ttc.is_some(), s.tasks.iter().all(|t| some_queue_could_run(t, &offers)));
+        if ttc.is_some() {
+            prop_assert!(aimes.is_some());
         }
     }
 
@@ -520,9 +754,14 @@ proptest! {
                 check_plan(&p, &offers)?;
                 check_every_task_fits(&p, &s, &offers)?;
                 prop_assert!(p.core_hours_requested <= cap + 1e-9);
+                prop_assert!(p.predicted_ttc_s.is_finite(), "budget plan never finishes: {:?}", p.pilots);
                 prop_assert!(p.cost(&offers) <= cost_cap + 1e-9);
             }
-            Err(PlanError::OverBudget { .. }) | Err(PlanError::TaskFitsNowhere { .. }) => {}
+            Err(PlanError::OverBudget { core_hours, cost }) => {
+                // The cheapest plan found that finishes, over the cap.
+                prop_assert!(core_hours > cap || cost > cost_cap, "{} {} under the caps", core_hours, cost);
+            }
+            Err(PlanError::NoFinishingPlanInBudget { .. }) | Err(PlanError::TaskFitsNowhere { .. }) => {}
             Err(e) => prop_assert!(false, "unexpected error {}", e),
         }
     }

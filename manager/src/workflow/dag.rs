@@ -226,7 +226,7 @@ impl Dag {
 }
 
 /// Per stage, the group its tasks wait for: the closest earlier stage that has tasks.
-fn stage_barriers(wf: &Workflow) -> Vec<Option<usize>> {
+pub(crate) fn stage_barriers(wf: &Workflow) -> Vec<Option<usize>> {
     let mut previous = None;
     wf.stages
         .iter()

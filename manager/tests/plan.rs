@@ -1,0 +1,563 @@
+//! `emanager plan`: the plan as a table and as JSON, `--simulate`, the catalog from file,
+//! env and flag, bundle snapshots from the real Redis, and the errors a user can make.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Two batch resources of different node sizes and one local host.
+const CATALOG: &str = r#"
+[resources.wide]
+access = "slurm"
+nodes = 50
+cores_per_node = 32
+memory_per_node_gb = 128
+default_queue = "batch"
+[[resources.wide.queues]]
+name = "batch"
+max_walltime = "12:00:00"
+max_nodes = 50
+[[resources.wide.queues]]
+name = "debug"
+max_walltime = "00:30:00"
+max_nodes = 2
+
+[resources.gpu]
+access = "pbs"
+nodes = 10
+cores_per_node = 16
+gpus_per_node = 4
+default_queue = "workq"
+cost_per_core_hour = 3.0
+[[resources.gpu.queues]]
+name = "workq"
+max_walltime = "06:00:00"
+max_nodes = 10
+
+[resources.here]
+access = "local"
+nodes = 1
+cores_per_node = 4
+"#;
+
+/// 200 one-hour 8-core simulations, then (after the stage barrier) one 16-core reduction.
+const WORKFLOW: &str = r#"
+name = "sweep"
+[[stages]]
+name = "simulate"
+[[stages]]
+name = "reduce"
+
+[[tasks]]
+name = "sim-{index}"
+count = 200
+command = ["./sim", "{index}"]
+cores = 8
+est_duration_s = 3600
+stage = "simulate"
+
+[[tasks]]
+name = "reduce"
+command = ["./reduce"]
+cores = 16
+est_duration_s = 600
+stage = "reduce"
+"#;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("resources.toml"), CATALOG).unwrap();
+        std::fs::write(dir.path().join("wf.toml"), WORKFLOW).unwrap();
+        Fixture { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `emanager plan wf.toml --resources resources.toml ARGS` with no service URLs.
+    fn plan(&self, args: &[&str]) -> Command {
+        let mut c = emanager(self.dir.path());
+        c.arg("plan")
+            .arg(self.path("wf.toml"))
+            .arg("--resources")
+            .arg(self.path("resources.toml"))
+            .args(args);
+        c
+    }
+}
+
+fn emanager(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("emanager").unwrap();
+    c.env_remove("EMANAGER_AMQP_URL")
+        .env_remove("EMANAGER_REDIS_URL")
+        .env_remove("EMANAGER_CONFIG")
+        .env_remove("EMANAGER_RESOURCES")
+        .current_dir(dir);
+    c
+}
+
+fn json_of(c: &mut Command) -> Value {
+    let out = c.assert().success().get_output().stdout.clone();
+    serde_json::from_slice(&out).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out));
+    })
+}
+
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[test]
+fn the_plan_prints_pilots_predictions_and_where_the_numbers_come_from() {
+    let f = Fixture::new();
+    f.plan(&[])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "plan for `sweep`: 201 tasks, 1602.7 core-hours of work, critical path 1h10m",
+        ))
+        .stdout(predicate::str::contains("strategy ttc"))
+        .stdout(predicate::str::is_match("RESOURCE +QUEUE +NODES +CORES +WALLTIME +WAIT +WHY").unwrap())
+        .stdout(predicate::str::is_match(r"\nwide +batch +\d+ +\d+ +\d\d:\d\d:\d\d +30m00s +predicted start").unwrap())
+        .stdout(predicate::str::is_match(r"predicted TTC \S+ \(\d+ s\) · [\d.]+ core-hours requested \(cost [\d.]+\) · [\d.]+ idle core-hours expected").unwrap())
+        .stdout(predicate::str::contains(
+            "no Redis configured (--redis-url): queue waits and idle nodes from the catalog alone",
+        ))
+        .stdout(predicate::str::contains(
+            "no bundle snapshot for wide: assuming a queue wait of 30m00s (p10 1m00s, p90 4h00m) and no idle nodes",
+        ))
+        .stdout(predicate::str::contains("nothing was submitted"));
+}
+
+#[test]
+fn plan_json_has_stable_field_names() {
+    let f = Fixture::new();
+    let v = json_of(f.plan(&["--json"]).arg("--strategy").arg("aimes"));
+    assert_eq!(
+        keys(&v),
+        [
+            "budget",
+            "catalog",
+            "core_hours_requested",
+            "cost",
+            "critical_path_s",
+            "expected_idle_core_hours",
+            "notes",
+            "offers",
+            "pilots",
+            "predicted_ttc_s",
+            "snapshot",
+            "strategy",
+            "tasks",
+            "work_core_hours",
+            "workflow"
+        ]
+    );
+    assert_eq!(v["strategy"], "aimes");
+    assert_eq!(v["tasks"], 201);
+    assert_eq!(v["critical_path_s"], 4200.0);
+    assert_eq!(v["snapshot"], Value::Null);
+    let pilots = v["pilots"].as_array().unwrap();
+    // aimes: one pilot on each resource that can run a task (the 4-core host cannot).
+    let mut on: Vec<&str> = pilots
+        .iter()
+        .map(|p| p["resource"].as_str().unwrap())
+        .collect();
+    on.sort_unstable();
+    assert_eq!(on, ["gpu", "wide"]);
+    for p in pilots {
+        assert_eq!(
+            keys(p),
+            [
+                "core_hours",
+                "cores",
+                "gpus",
+                "nodes",
+                "predicted_wait_s",
+                "queue",
+                "resource",
+                "walltime_s",
+                "why"
+            ]
+        );
+        assert!(p["why"]
+            .as_str()
+            .unwrap()
+            .starts_with("aimes: 1 of 2 pilots"));
+    }
+    let gpu = pilots.iter().find(|p| p["resource"] == "gpu").unwrap();
+    assert_eq!(gpu["gpus"], gpu["nodes"].as_u64().unwrap() * 4);
+    let offers = v["offers"].as_array().unwrap();
+    assert_eq!(
+        keys(&offers[0]),
+        [
+            "free_nodes",
+            "resource",
+            "source",
+            "total_nodes",
+            "wait_p10_s",
+            "wait_p50_s",
+            "wait_p90_s"
+        ]
+    );
+    let here = offers.iter().find(|o| o["resource"] == "here").unwrap();
+    assert_eq!(
+        (here["source"].as_str(), here["wait_p50_s"].as_f64()),
+        (Some("local"), Some(0.0))
+    );
+    assert!(v["predicted_ttc_s"].as_f64().unwrap() >= 4200.0);
+    assert!(v["notes"].as_array().unwrap().len() >= 3);
+}
+
+#[test]
+fn a_budget_selects_the_budget_strategy_and_is_respected() {
+    let f = Fixture::new();
+    let free = json_of(&mut f.plan(&["--json"]));
+    let cap = (free["core_hours_requested"].as_f64().unwrap() * 0.95).round();
+    let v = json_of(&mut f.plan(&["--json", "--budget", &format!("{cap}")]));
+    assert_eq!(v["strategy"], "budget");
+    assert_eq!(v["budget"]["core_hours"], cap);
+    assert!(v["core_hours_requested"].as_f64().unwrap() <= cap, "{v}");
+    assert!(v["predicted_ttc_s"].as_f64().is_some(), "{v}");
+    f.plan(&["--budget", "1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no plan fits the budget"))
+        .stderr(predicate::str::contains("raise --budget"));
+    f.plan(&["--budget", "lots"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`lots` is not a budget"));
+    f.plan(&["--strategy", "budget"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the `budget` strategy needs a cap",
+        ));
+}
+
+#[test]
+fn simulate_compares_the_strategies_side_by_side_deterministically() {
+    let f = Fixture::new();
+    let args = [
+        "--json",
+        "--simulate",
+        "8",
+        "--seed",
+        "5",
+        "--budget",
+        "core-hours=2300,cost=6000",
+    ];
+    let a = json_of(&mut f.plan(&args));
+    let b = json_of(&mut f.plan(&args));
+    assert_eq!(a, b, "same seed, same simulations");
+    let sim = &a["simulation"];
+    assert_eq!(keys(sim), ["runs", "seed", "strategies", "waits"]);
+    assert_eq!(
+        (sim["runs"].as_u64(), sim["seed"].as_u64()),
+        (Some(8), Some(5))
+    );
+    let rows = sim["strategies"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["aimes", "ttc", "budget"]);
+    for r in rows {
+        assert_eq!(r["error"], Value::Null, "{r}");
+        assert_eq!(
+            keys(r),
+            [
+                "busy_core_hours_mean",
+                "core_hours_requested",
+                "error",
+                "idle_core_hours_mean",
+                "pilots",
+                "predicted_ttc_s",
+                "strategy",
+                "ttc_s",
+                "unfinished_runs"
+            ]
+        );
+        assert_eq!(keys(&r["ttc_s"]), ["max", "mean", "min", "p50", "p90"]);
+        let t = &r["ttc_s"];
+        let (min, p50, max) = (
+            t["min"].as_f64().unwrap(),
+            t["p50"].as_f64().unwrap(),
+            t["max"].as_f64().unwrap(),
+        );
+        assert!(4200.0 <= min && min <= p50 && p50 <= max, "{t}");
+    }
+    let c = json_of(&mut f.plan(&["--json", "--simulate", "8", "--seed", "6"]));
+    assert_ne!(
+        a["simulation"]["strategies"][0]["ttc_s"],
+        c["simulation"]["strategies"][0]["ttc_s"]
+    );
+    assert_eq!(
+        c["simulation"]["strategies"].as_array().unwrap().len(),
+        2,
+        "no budget, no budget row"
+    );
+
+    f.plan(&["--simulate", "4"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "simulated 4 run(s) per strategy (seeds 0..3; queue waits drawn around each resource's estimate):",
+        ))
+        .stdout(predicate::str::is_match("STRATEGY +PILOTS +CORE-HOURS +IDLE \\(MEAN\\) +PREDICTED +MIN +P50 +P90 +MAX +MEAN +UNFINISHED").unwrap())
+        .stdout(predicate::str::is_match(r"\naimes +2 +").unwrap())
+        .stdout(predicate::str::is_match(r"\nttc +\d+ +").unwrap());
+}
+
+#[test]
+fn a_skeleton_is_planned_like_a_workflow() {
+    let f = Fixture::new();
+    let v = json_of(
+        emanager(f.dir.path())
+            .arg("plan")
+            .arg(repo().join("examples/skeletons/bag-of-tasks.toml"))
+            .arg("--resources")
+            .arg(f.path("resources.toml"))
+            .arg("--json"),
+    );
+    assert_eq!(v["workflow"], "bag-of-tasks");
+    assert_eq!(v["tasks"], 64);
+}
+
+#[test]
+fn an_unknown_resource_is_an_input_error_listing_the_known_ones() {
+    let f = Fixture::new();
+    f.plan(&["--only", "wide,nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown resource `nope`; known: gpu, here, wide",
+        ));
+}
+
+#[test]
+fn an_unknown_strategy_is_a_usage_error_naming_the_valid_ones() {
+    let f = Fixture::new();
+    f.plan(&["--strategy", "fastest"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid value 'fastest' for '--strategy <STRATEGY>'",
+        ))
+        .stderr(predicate::str::contains(
+            "[possible values: aimes, ttc, budget]",
+        ));
+}
+
+#[test]
+fn a_task_larger_than_every_node_is_named_at_its_line() {
+    let f = Fixture::new();
+    std::fs::write(
+        f.path("wf.toml"),
+        "name = \"big\"\n\n[[tasks]]\nname = \"huge\"\ncommand = [\"./x\"]\ncores = 64\n",
+    )
+    .unwrap();
+    let at = format!("emanager: {}:6:9: ", f.path("wf.toml").display());
+    f.plan(&[])
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::starts_with(format!(
+            "{at}task `huge` asks for 64 cores; the largest node has 32 (resource `wide`)"
+        )))
+        .stderr(predicate::str::contains(
+            "nothing fits: lower these requests or plan on resources with larger nodes",
+        ));
+}
+
+#[test]
+fn without_a_catalog_the_error_says_where_to_give_one() {
+    let f = Fixture::new();
+    emanager(f.dir.path())
+        .arg("plan")
+        .arg(f.path("wf.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no resource catalog to plan on: give --resources FILE, set EMANAGER_RESOURCES, or `resources = \"FILE\"` in emanager.toml",
+        ));
+}
+
+#[test]
+fn the_catalog_comes_from_file_then_env_then_flag() {
+    let f = Fixture::new();
+    std::fs::write(f.path("emanager.toml"), "resources = \"from-file.toml\"\n").unwrap();
+    let printed = |env: Option<&str>, flag: Option<&str>| {
+        let mut c = emanager(f.dir.path());
+        c.args(["plan", "wf.toml", "--print-config"]);
+        if let Some(e) = env {
+            c.env("EMANAGER_RESOURCES", e);
+        }
+        if let Some(fl) = flag {
+            c.args(["--resources", fl]);
+        }
+        String::from_utf8(c.assert().success().get_output().stdout.clone()).unwrap()
+    };
+    assert!(printed(None, None).contains("resources = \"from-file.toml\""));
+    assert!(printed(Some("from-env.toml"), None).contains("resources = \"from-env.toml\""));
+    assert!(printed(Some("from-env.toml"), Some("from-flag.toml"))
+        .contains("resources = \"from-flag.toml\""));
+    // The file's catalog is used (relative to the file).
+    std::fs::copy(f.path("resources.toml"), f.path("from-file.toml")).unwrap();
+    let v = json_of(emanager(f.dir.path()).args(["plan", "wf.toml", "--json"]));
+    assert_eq!(v["catalog"], "from-file.toml");
+}
+
+#[test]
+fn plan_has_help_with_an_example() {
+    let f = Fixture::new();
+    emanager(f.dir.path())
+        .args(["plan", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"))
+        .stdout(predicate::str::contains(
+            "emanager plan examples/workflows/dag.toml --resources examples/resources.toml",
+        ))
+        .stdout(predicate::str::contains("--simulate <N>"));
+}
+
+// ---- with the bundle snapshots in the real Redis ------------------------------------------
+
+/// Redis for these tests: its own database, so the snapshots of running bundle services (in
+/// database 0) are not merged in.
+const REDIS: &str = "redis://127.0.0.1:6379/9";
+
+fn snapshot_json(site: &str, resource: &str, stale: bool) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    serde_json::json!({
+        "site": site,
+        "taken_ms": now,
+        "resources": [{
+            "name": resource, "access": "slurm", "host": "localhost", "site": site,
+            "catalog_nodes": 50, "cores_per_node": 32,
+            "queues": [{
+                "name": "batch", "max_walltime_s": 43200, "max_nodes": 50,
+                "nodes_total": 50, "nodes_free": 40, "nodes_busy": 6, "nodes_down": 4,
+                "jobs_running": 3, "jobs_queued": 0, "queued_jobs": [], "running_jobs": [],
+                "reported": true
+            }],
+            "probed_ms": now - 90_000, "probe_latency_ms": 12,
+            "stale": stale, "error": if stale { Some("sinfo: timed out") } else { None }
+        }],
+        "pilot_queues": [], "pilots": [], "errors": []
+    })
+    .to_string()
+}
+
+/// Writes a snapshot under a unique site and deletes it when dropped.
+struct SnapshotKey {
+    key: String,
+    con: redis::Connection,
+}
+
+impl SnapshotKey {
+    fn write(site: &str, json: &str) -> SnapshotKey {
+        let mut con = redis::Client::open(REDIS)
+            .unwrap()
+            .get_connection()
+            .unwrap_or_else(|e| {
+                panic!("Redis at {REDIS}: {e}; start it with deploy/dev/services-up.sh")
+            });
+        let key = format!("em:bundles:{site}");
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(json)
+            .arg("EX")
+            .arg(120)
+            .query::<()>(&mut con)
+            .unwrap();
+        SnapshotKey { key, con }
+    }
+}
+
+impl Drop for SnapshotKey {
+    fn drop(&mut self) {
+        let _ = redis::cmd("DEL").arg(&self.key).query::<()>(&mut self.con);
+    }
+}
+
+#[test]
+fn bundle_snapshots_give_idle_nodes_and_waits_and_stale_ones_are_flagged() {
+    let f = Fixture::new();
+    let site = format!("plan-test-{}", std::process::id());
+    let fresh = SnapshotKey::write(&site, &snapshot_json(&site, "wide", false));
+    let v = json_of(&mut f.plan(&["--json", "--redis-url", REDIS]));
+    assert_eq!(v["snapshot"]["site"], site.as_str());
+    let wide = v["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["resource"] == "wide")
+        .unwrap()
+        .clone();
+    assert_eq!(wide["source"], "snapshot");
+    assert_eq!(
+        (wide["free_nodes"].as_u64(), wide["total_nodes"].as_u64()),
+        (Some(40), Some(46))
+    );
+    // Nothing queued and the pilot fits the idle nodes: it starts at once.
+    assert_eq!(wide["wait_p10_s"], 0.0);
+    let notes: Vec<&str> = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(!notes.iter().any(|n| n.contains("for wide")), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("no bundle snapshot for gpu: assuming")),
+        "{notes:?}"
+    );
+    drop(fresh);
+
+    let _stale = SnapshotKey::write(&site, &snapshot_json(&site, "wide", true));
+    f.plan(&["--redis-url", REDIS])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "bundle snapshot for wide is stale: its last probe failed (sinfo: timed out); using the last good probe, 1m30s older than the snapshot",
+        ));
+}
+
+#[test]
+fn an_empty_redis_is_a_note_and_an_unreachable_one_an_error() {
+    let f = Fixture::new();
+    // Database 10 holds no snapshots.
+    f.plan(&["--redis-url", "redis://127.0.0.1:6379/10"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "no bundle snapshots in Redis at redis://127.0.0.1:6379/10",
+        ));
+    f.plan(&["--redis-url", "redis://127.0.0.1:1/"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "cannot read the bundle snapshots from Redis at redis://127.0.0.1:1/ (or plan from the catalog alone: --embedded)",
+        ));
+}
