@@ -56,6 +56,11 @@ pub async fn read_snapshots(redis_url: &str) -> anyhow::Result<Vec<Snapshot>> {
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
+        // Other data may share the prefix (the pilot-wait stream): snapshots are strings.
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut con).await?;
+        if kind != "string" {
+            continue;
+        }
         let json: Option<String> = con.get(&key).await?;
         if let Some(json) = json {
             let snap = serde_json::from_str(&json)

@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// Directory for task sandboxes and pilot logs.
     #[arg(long, env = "EMANAGER_WORKDIR", global = true, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
+    /// The `pilot-agent` program local pilots run [default: `agent_bin` of the file, else
+    /// the one next to `emanager`].
+    #[arg(long, env = "EMANAGER_AGENT_BIN", global = true, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
     /// Resource catalog (`resources.toml`, see docs/resources.md): the machines pilots may
     /// run on, for `--pilot`, the planner and `validate`.
     #[arg(long, env = "EMANAGER_RESOURCES", global = true, value_name = "FILE")]
@@ -79,6 +83,8 @@ pub struct Config {
     pub cores_per_pilot: u32,
     pub heartbeat_ms: u64,
     pub lookahead_s: f64,
+    /// The `pilot-agent` program; `resolve` always sets it (flag, env, file, or the one
+    /// next to this executable), so `--print-config` shows the program that will run.
     pub agent_bin: Option<PathBuf>,
     pub pilot_start_timeout_s: u64,
     pub max_pilot_replacements: u32,
@@ -107,6 +113,15 @@ impl Config {
         self.redis_url
             .clone()
             .unwrap_or_else(|| emanager_shared::DEFAULT_REDIS_URL.to_string())
+    }
+
+    /// The configuration of the commands that read a campaign from Redis (status, list,
+    /// report, cancel, agents, resources) and of `validate`: as [`Config::resolve`], with the
+    /// Redis they read filled in (the configured one, else the default).
+    pub fn for_reads(g: &GlobalArgs) -> anyhow::Result<Config> {
+        let mut cfg = Config::resolve(g, None, None)?;
+        cfg.redis_url = Some(cfg.redis_url_or_default());
+        Ok(cfg)
     }
 
     /// Resolves file < env < flags. `pilots`/`cores` come from the `run` flags when given.
@@ -149,7 +164,12 @@ impl Config {
                 .unwrap_or_else(pilot_agent::discovery::local_cores),
             heartbeat_ms: file.heartbeat_ms.unwrap_or(1000),
             lookahead_s: file.lookahead_s.unwrap_or(2.0),
-            agent_bin: file.agent_bin,
+            agent_bin: Some(
+                g.agent_bin
+                    .clone()
+                    .or(file.agent_bin)
+                    .unwrap_or_else(crate::pilots::find_agent_bin),
+            ),
             pilot_start_timeout_s: file.pilot_start_timeout_s.unwrap_or(60),
             max_pilot_replacements: file.max_pilot_replacements.unwrap_or(2),
             resources,
@@ -258,6 +278,36 @@ mod tests {
         assert_eq!(cfg.resources, Some(PathBuf::from("flag.toml")));
         let none = Config::resolve(&GlobalArgs::default(), None, None).unwrap();
         assert_eq!(none.resources, None);
+    }
+
+    #[test]
+    fn the_agent_program_is_always_resolved_flag_first_then_the_file() {
+        let (_d, p) = file_with("agent_bin = \"/file/pilot-agent\"\n");
+        let from_file = GlobalArgs {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&from_file, None, None).unwrap();
+        assert_eq!(cfg.agent_bin, Some(PathBuf::from("/file/pilot-agent")));
+        let from_flag = GlobalArgs {
+            config: Some(p),
+            agent_bin: Some("/flag/pilot-agent".into()),
+            ..Default::default()
+        };
+        let cfg = Config::resolve(&from_flag, None, None).unwrap();
+        assert_eq!(cfg.agent_bin, Some(PathBuf::from("/flag/pilot-agent")));
+        // Without either, the one `find_agent_bin` finds (never left unset).
+        let cfg = Config::resolve(&GlobalArgs::default(), None, None).unwrap();
+        assert!(cfg.agent_bin.is_some());
+    }
+
+    #[test]
+    fn read_commands_show_the_redis_they_read() {
+        let cfg = Config::for_reads(&GlobalArgs::default()).unwrap();
+        assert_eq!(
+            cfg.redis_url.as_deref(),
+            Some(emanager_shared::DEFAULT_REDIS_URL)
+        );
     }
 
     #[test]

@@ -417,6 +417,17 @@ impl Driver {
             if self.tasks[i].state == TaskState::Done {
                 self.dag.complete(i);
             }
+            self.count(self.tasks[i].state, 1);
+        }
+        // A manager stopped between a task's end (FAILED for good, CANCELED) and cancelling
+        // its dependents left them WAITING for good: cancel them now, failures first so
+        // each dependent names the parent the live run would have named.
+        let ended: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].state == TaskState::Failed && self.tasks[i].final_failure)
+            .chain((0..self.tasks.len()).filter(|&i| self.tasks[i].state == TaskState::Canceled))
+            .collect();
+        for i in ended {
+            self.cancel_dependents(i).await?;
         }
         let mut to_ready = Vec::new();
         let mut retry = Vec::new();
@@ -428,7 +439,6 @@ impl Driver {
                 TaskState::Failed if !slot.final_failure => retry.push(i),
                 _ => {}
             }
-            self.count(self.tasks[i].state, 1);
         }
         let trs: Vec<Transition> = to_ready
             .iter()
@@ -833,7 +843,11 @@ impl Driver {
         if deps.is_empty() {
             return Ok(());
         }
-        let why = crate::workflow::dag::parent_failed_reason(&self.specs[i].name);
+        let why = if self.tasks[i].state == TaskState::Canceled {
+            crate::workflow::dag::parent_canceled_reason(&self.specs[i].name)
+        } else {
+            crate::workflow::dag::parent_failed_reason(&self.specs[i].name)
+        };
         let targets: Vec<usize> = deps
             .into_iter()
             .filter(|&d| !self.tasks[d].state.is_final())

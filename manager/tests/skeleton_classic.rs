@@ -80,6 +80,156 @@ mod skeleton_input {
         }
     }
 
+    /// One task as the original tool prints it (`task type mode nprocs length rbuf wbuf n_in
+    /// n_out interleave inputs... (output size)...`).
+    struct OriginalTask {
+        parallel: bool,
+        flops: bool,
+        processes: u32,
+        length: f64,
+        buffers: (u64, u64),
+        interleave: u32,
+        inputs: Vec<String>,
+        outputs: Vec<(String, u64)>,
+    }
+
+    fn original_tasks(name: &str) -> Vec<OriginalTask> {
+        expected_lines(&format!("{name}.shell.txt"))
+            .iter()
+            .map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                assert_eq!(w[0], "task", "{l}");
+                let n_in: usize = w[7].parse().unwrap();
+                let n_out: usize = w[8].parse().unwrap();
+                let outs = &w[10 + n_in..];
+                assert_eq!(outs.len(), 2 * n_out, "{l}");
+                OriginalTask {
+                    parallel: w[1] == "parallel",
+                    flops: w[2] == "flops",
+                    processes: w[3].parse().unwrap(),
+                    length: w[4].parse().unwrap(),
+                    buffers: (w[5].parse().unwrap(), w[6].parse().unwrap()),
+                    interleave: w[9].parse().unwrap(),
+                    inputs: w[10..10 + n_in].iter().map(|s| s.to_string()).collect(),
+                    outputs: outs
+                        .chunks(2)
+                        .map(|p| (p[0].to_string(), p[1].parse().unwrap()))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Sizes of the pre-existing inputs the original setup script creates (`dd ... bs=`).
+    fn original_setup_sizes(name: &str) -> std::collections::HashMap<String, u64> {
+        expected_lines(&format!("{name}.setup.txt"))
+            .iter()
+            .filter_map(|l| {
+                let file = l.split("of='").nth(1)?.split('\'').next()?;
+                let size = l.split("bs='").nth(1)?.split('\'').next()?;
+                Some((file.to_string(), size.parse().unwrap()))
+            })
+            .collect()
+    }
+
+    /// The generated workflow itself (not its rendering) against the original tool's
+    /// output: per task its processes, MPI flag, length, buffers, interleave, every input
+    /// and output file with its size, and a dependency on the task that writes each input.
+    #[test]
+    fn generated_workflows_have_the_original_files_sizes_processes_and_mapping() {
+        for name in [
+            "two-stage",
+            "map-reduce",
+            "bag",
+            "multi-stage",
+            "multiple-stage-iterative",
+        ] {
+            let g = load(&format!("{name}.input"));
+            let wf = &g.built.workflow;
+            let want = original_tasks(name);
+            let made = original_setup_sizes(name);
+            assert_eq!(wf.tasks.len(), want.len(), "{name}");
+            let abs = |f: &str| format!("/data/wf/{f}");
+            let mut writer: std::collections::HashMap<String, (String, u64)> = Default::default();
+            for (t, o) in wf.tasks.iter().zip(&want) {
+                let s = &t.spec;
+                let at = format!("{name}: {}", s.name);
+                assert_eq!(s.cores, o.processes, "{at}");
+                assert_eq!(s.mpi, o.parallel, "{at}");
+                assert_eq!(
+                    s.processes,
+                    if o.parallel { o.processes } else { 1 },
+                    "{at}"
+                );
+                let work = if o.flops { "--flops" } else { "--length" };
+                let k = s.command.iter().position(|a| a == work).expect(work);
+                assert_eq!(s.command[k + 1].parse::<f64>().unwrap(), o.length, "{at}");
+                let flag = |f: &str| {
+                    s.command
+                        .iter()
+                        .position(|a| a == f)
+                        .map(|k| s.command[k + 1].parse::<u64>().unwrap())
+                };
+                assert_eq!(
+                    (
+                        flag("--read-buffer").unwrap_or(65536),
+                        flag("--write-buffer").unwrap_or(65536),
+                        flag("--interleave").unwrap_or(0) as u32
+                    ),
+                    (o.buffers.0, o.buffers.1, o.interleave),
+                    "{at}"
+                );
+                // Inputs: the same files in the same order, each of its size: made by this
+                // task (setup's size) or written by an earlier task, which it depends on.
+                let inputs: Vec<(String, Option<u64>)> = s
+                    .input_files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.size_bytes))
+                    .collect();
+                let mut deps = Vec::new();
+                let expected_inputs: Vec<(String, Option<u64>)> = o
+                    .inputs
+                    .iter()
+                    .map(|f| {
+                        let size = match (made.get(f), writer.get(f)) {
+                            (Some(size), None) => *size,
+                            (None, Some((task, size))) => {
+                                deps.push(task.clone());
+                                *size
+                            }
+                            other => panic!("{at}: input {f} is made or written: {other:?}"),
+                        };
+                        (abs(f), Some(size))
+                    })
+                    .collect();
+                assert_eq!(inputs, expected_inputs, "{at}");
+                let mut got_deps: Vec<String> = t
+                    .depends_on
+                    .iter()
+                    .map(|&d| wf.tasks[d].spec.name.clone())
+                    .collect();
+                deps.sort();
+                deps.dedup();
+                got_deps.sort();
+                assert_eq!(got_deps, deps, "{at}");
+                let outputs: Vec<(String, Option<u64>)> = s
+                    .output_files
+                    .iter()
+                    .map(|f| (f.path.clone(), f.size_bytes))
+                    .collect();
+                let expected_outputs: Vec<(String, Option<u64>)> = o
+                    .outputs
+                    .iter()
+                    .map(|(f, size)| (abs(f), Some(*size)))
+                    .collect();
+                assert_eq!(outputs, expected_outputs, "{at}");
+                for (f, size) in &o.outputs {
+                    writer.insert(f.clone(), (s.name.clone(), *size));
+                }
+            }
+        }
+    }
+
     #[test]
     fn stage_and_task_counts_follow_the_reference_table() {
         let cases: [(&str, &[(&str, usize)]); 5] = [
@@ -251,7 +401,7 @@ mod skeleton_input {
         assert_eq!(
         warnings(&g),
         [format!(
-            "{}:6: `polynomial [a, b] Input_<k>` is rejected by the original tool at HEAD (its Task_Length regex wants `]]`, FORMAT.md §5); read as a * x^b as earlier versions did",
+            "{}:6: `polynomial [a, b] Input_<k>` is rejected by the original tool at HEAD (its Task_Length regex wants `]]`, docs/skeleton.md#classic-polynomial); read as a * x^b as earlier versions did",
             data("polynomial.input").display()
         )]
     );
@@ -308,6 +458,39 @@ Stage_Name = Stage_1
             ["task serial time 1 5 65536 65536 0 0 0"; 2]
         );
         assert!(g.setup.unwrap().is_empty());
+    }
+
+    #[test]
+    fn interleave_option_reaches_the_synthetic_task() {
+        let g =
+            from_text(&MINIMAL.replace("Interleave_Option = 0", "Interleave_Option = 3")).unwrap();
+        let argv = &g.built.workflow.tasks[0].spec.command;
+        let at = argv
+            .iter()
+            .position(|a| a == "--interleave")
+            .expect("--interleave");
+        assert_eq!(argv[at + 1], "3");
+        assert_eq!(
+            g.shell.unwrap()[0],
+            "task serial time 1 5 65536 65536 0 0 3"
+        );
+        // 0 is the synthetic program's default: not spelled out.
+        let g = from_text(MINIMAL).unwrap();
+        assert!(!g.built.workflow.tasks[0]
+            .spec
+            .command
+            .contains(&"--interleave".to_string()));
+        // task.c knows 0..=3 and does nothing at all for the others.
+        let g =
+            from_text(&MINIMAL.replace("Interleave_Option = 0", "Interleave_Option = 7")).unwrap();
+        assert!(!g.built.workflow.tasks[0]
+            .spec
+            .command
+            .contains(&"--interleave".to_string()));
+        assert_eq!(
+            warnings(&g),
+            ["t.input:3: stage `Stage_1`: `Interleave_Option = 7` makes the original task.c neither read, compute nor write; run as 0 (read, compute, write)"]
+        );
     }
 
     fn with_length(length: &str, tasks: usize) -> String {
@@ -526,7 +709,7 @@ Stage_Name = Stage_2
     );
         assert_eq!(
         err(&TWO.replace("MAPPING", "Input_1.Source = Stage_1.Output_1")),
-        "t.input:21: task 4 of `Stage_2` reads file 5 of `Stage_1.Output_1`, which has only 4 (the original tool gives task t file t x Input_Files_Each_Task, FORMAT.md §6a); use `Input_Task_Mapping = combination Stage_1.Output_1 1` to wrap around"
+        "t.input:21: task 4 of `Stage_2` reads file 5 of `Stage_1.Output_1`, which has only 4 (the original tool gives task t file t x Input_Files_Each_Task, docs/skeleton.md#classic-direct-references); use `Input_Task_Mapping = combination Stage_1.Output_1 1` to wrap around"
     );
     }
 
@@ -826,6 +1009,57 @@ mod skeleton_input_more {
         assert_eq!(
             gen(&text).unwrap_err(),
             "t.input:11: `Input_1.Size` takes a statistical distribution, not a polynomial"
+        );
+    }
+}
+
+/// Messages and comments cite the facts about the original format by their anchors in
+/// docs/skeleton.md (`#classic-format` and the like); each must exist, and nothing may cite
+/// a file outside the repository.
+#[test]
+fn cited_skeleton_doc_sections_exist() {
+    use std::path::Path;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/skeleton.md")).unwrap();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("manager/src"), root.join("manager/tests")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs" || x == "md") {
+                files.push(path);
+            }
+        }
+    }
+    let needle = ["docs/skeleton.md", "#"].concat();
+    let mut cited = std::collections::BTreeSet::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            !text.contains(&["FORMAT", ".md"].concat()),
+            "{} cites a file outside the repository",
+            f.display()
+        );
+        for (at, _) in text.match_indices(&needle) {
+            let anchor: String = text[at + needle.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            cited.insert((anchor, f.display().to_string()));
+        }
+    }
+    // Links inside the guide itself.
+    for (at, _) in doc.match_indices("](#") {
+        let anchor: String = doc[at + 3..].chars().take_while(|c| *c != ')').collect();
+        cited.insert((anchor, "docs/skeleton.md".into()));
+    }
+    assert!(cited.len() >= 8, "{cited:?}");
+    for (anchor, file) in &cited {
+        assert!(
+            doc.contains(&format!("<a id=\"{anchor}\"></a>")),
+            "{file} cites the section `{anchor}` of docs/skeleton.md, which has no such anchor"
         );
     }
 }

@@ -159,4 +159,76 @@ outputs = [{ size = 4096 }]
             123
         );
     }
+
+    #[test]
+    fn every_interleave_mode_reads_writes_everything_and_takes_the_length() {
+        for mode in ["0", "1", "2", "3"] {
+            let dir = tempfile::tempdir().unwrap();
+            let start = Instant::now();
+            let out = Command::new(SYNTH)
+                .env("EMANAGER_WORKDIR", dir.path())
+                .args(["--length", "0.4", "--sleep", "--interleave", mode])
+                .args(["--make-in", "in.dat:300000", "--out", "a.dat:200000"])
+                .args(["--out", "b.dat:70000", "--write-buffer", "50000"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "mode {mode}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let took = start.elapsed();
+            assert!(took >= Duration::from_millis(400), "mode {mode}: {took:?}");
+            for (f, len) in [("a.dat", 200000), ("b.dat", 70000)] {
+                assert_eq!(
+                    std::fs::metadata(dir.path().join(f)).unwrap().len(),
+                    len,
+                    "mode {mode}"
+                );
+            }
+        }
+        let refused = Command::new(SYNTH)
+            .args(["--interleave", "4"])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+    }
+
+    /// Bytes written so far to the output being written (its temporary file).
+    fn partial_output(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".out.dat.tmp-"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[test]
+    fn interleave_2_writes_while_it_computes_and_0_only_after() {
+        // 2 s of computation and 4 writes: mode 2 writes one after each half second.
+        let observe = |mode: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new(SYNTH)
+                .env("EMANAGER_WORKDIR", dir.path())
+                .args(["--length", "2", "--sleep", "--interleave", mode])
+                .args(["--out", "out.dat:262144", "--write-buffer", "65536"])
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1100));
+            let midway = partial_output(dir.path());
+            assert!(child.wait().unwrap().success());
+            assert_eq!(
+                std::fs::metadata(dir.path().join("out.dat")).unwrap().len(),
+                262144
+            );
+            midway
+        };
+        let interleaved = observe("2");
+        assert!(
+            interleaved > 0 && interleaved < 262144,
+            "mode 2 has written part of its output halfway: {interleaved}"
+        );
+        assert_eq!(observe("0"), 0, "mode 0 writes only after computing");
+    }
 }

@@ -54,6 +54,12 @@ pub async fn agents(g: &GlobalArgs, a: AgentsArgs) -> CliResult {
         println!("{}", serde_json::Value::Array(list));
         return Ok(exit::OK);
     }
+    if g.quiet {
+        for (_, v) in &rows {
+            println!("{}", v.record.id);
+        }
+        return Ok(exit::OK);
+    }
     if rows.is_empty() {
         println!("no agents");
         return Ok(exit::OK);

@@ -33,6 +33,8 @@ pub struct CliError {
 
 pub type CliResult = Result<i32, CliError>;
 
+pub use read::report_json;
+
 /// Tags errors with their exit code.
 pub trait Tag<T> {
     fn input(self) -> Result<T, CliError>;
@@ -116,8 +118,29 @@ pub fn main() -> i32 {
     }
 }
 
+/// `--print-config`: the effective configuration as TOML (the program exits after it).
+pub(crate) fn print_config(cfg: &crate::config::Config) -> CliResult {
+    println!("{}", toml::to_string_pretty(cfg).unwrap_or_default());
+    Ok(exit::OK)
+}
+
 async fn dispatch(cli: Cli) -> CliResult {
     let g = cli.global;
+    // The read commands and `validate` share one configuration (`run`, `submit` and
+    // `resume` handle --print-config themselves: their flags add to it).
+    let reads_config = matches!(
+        cli.command,
+        Command::Status(_)
+            | Command::Cancel(_)
+            | Command::List(_)
+            | Command::Report(_)
+            | Command::Validate(_)
+            | Command::Agents(_)
+            | Command::Resources(_)
+    );
+    if g.print_config && reads_config {
+        return print_config(&crate::config::Config::for_reads(&g).input()?);
+    }
     match cli.command {
         Command::Run(a) => run::run(&g, a).await,
         Command::Submit(a) => run::submit(&g, a).await,

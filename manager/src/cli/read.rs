@@ -67,7 +67,7 @@ pub struct ValidateArgs {
 }
 
 pub(super) async fn store(g: &GlobalArgs) -> Result<std::sync::Arc<dyn StateStore>, CliError> {
-    let cfg = Config::resolve(g, None, None).input()?;
+    let cfg = Config::for_reads(g).input()?;
     Services::store_only(&cfg).await.infra()
 }
 
@@ -125,6 +125,10 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
         return list_campaigns(s.as_ref(), g, true).await;
     };
     let meta = meta_of(s.as_ref(), &c).await?;
+    if g.quiet && !g.json {
+        println!("{}", meta.state);
+        return Ok(exit::OK);
+    }
     let records = s.task_records(&c).await.infra()?;
     let counts = count_records(&records);
     let pilots = s.pilots(&c).await.infra()?;
@@ -218,18 +222,20 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
 pub async fn cancel(g: &GlobalArgs, a: CancelArgs) -> CliResult {
     let s = store(g).await?;
     let meta = meta_of(s.as_ref(), &a.campaign).await?;
+    let json = |state: CampaignState, changed: bool| serde_json::json!({"campaign": a.campaign.to_string(), "state": state.as_str(), "changed": changed});
     if meta.state.is_final() {
-        eprintln!("campaign {} is already {}", a.campaign, meta.state);
+        if g.json {
+            println!("{}", json(meta.state, false));
+        } else if !g.quiet {
+            eprintln!("campaign {} is already {}", a.campaign, meta.state);
+        }
         return Ok(exit::OK);
     }
     s.set_campaign_state(&a.campaign, CampaignState::Canceled)
         .await
         .infra()?;
     if g.json {
-        println!(
-            "{}",
-            serde_json::json!({"campaign": a.campaign.to_string(), "state": "CANCELED"})
-        );
+        println!("{}", json(CampaignState::Canceled, true));
     } else if !g.quiet {
         println!(
             "campaign {} canceled; its manager cancels the unfinished tasks and stops the pilots",
@@ -269,6 +275,12 @@ async fn list_campaigns(s: &dyn StateStore, g: &GlobalArgs, running_only: bool) 
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
+        return Ok(exit::OK);
+    }
+    if g.quiet {
+        for m in &metas {
+            println!("{}", m.id);
+        }
         return Ok(exit::OK);
     }
     if metas.is_empty() {
@@ -313,51 +325,79 @@ fn offset(ms: u64, origin: u64) -> String {
     }
 }
 
-pub async fn report(g: &GlobalArgs, a: ReportArgs) -> CliResult {
-    let s = store(g).await?;
-    let (meta, wf, _) = campaign::load(s.as_ref(), &a.campaign).await.input()?;
-    let records: HashMap<TaskId, TaskRecord> = s
-        .task_records(&a.campaign)
-        .await
-        .infra()?
-        .into_iter()
-        .collect();
-    let rows: Vec<(String, TaskRecord)> = wf
+/// A campaign's meta and, per task of its workflow (in workflow order), its name and record.
+async fn report_rows(
+    s: &dyn StateStore,
+    c: &CampaignId,
+) -> Result<(CampaignMeta, Vec<(String, TaskRecord)>), CliError> {
+    let (meta, wf, _) = campaign::load(s, c).await.input()?;
+    let records: HashMap<TaskId, TaskRecord> =
+        s.task_records(c).await.infra()?.into_iter().collect();
+    let rows = wf
         .tasks
         .iter()
         .map(|t| {
-            let id = t.to_spec(&a.campaign).id;
+            let id = t.to_spec(c).id;
             (
                 t.spec.name.clone(),
                 records.get(&id).cloned().unwrap_or_default(),
             )
         })
         .collect();
-    let duration =
-        |r: &TaskRecord| (r.t0 > 0 && r.t1 >= r.t0).then(|| (r.t1 - r.t0) as f64 / 1000.0);
-    if g.json {
-        let tasks: Vec<_> = rows
-            .iter()
-            .map(|(name, r)| {
-                serde_json::json!({
-                    "task": name,
-                    "state": r.state().as_str(),
-                    "attempt": r.a,
-                    "failures": r.f,
-                    "pilot": r.p,
-                    "exit_code": r.x,
-                    "scheduled_ms": r.ts,
-                    "start_ms": r.t0,
-                    "end_ms": r.t1,
-                    "duration_s": duration(r),
-                    "reason": r.r,
-                })
+    Ok((meta, rows))
+}
+
+fn duration_s(r: &TaskRecord) -> Option<f64> {
+    (r.t0 > 0 && r.t1 >= r.t0).then(|| (r.t1 - r.t0) as f64 / 1000.0)
+}
+
+fn report_value(
+    c: &CampaignId,
+    meta: &CampaignMeta,
+    rows: &[(String, TaskRecord)],
+) -> serde_json::Value {
+    let tasks: Vec<_> = rows
+        .iter()
+        .map(|(name, r)| {
+            serde_json::json!({
+                "task": name,
+                "state": r.state().as_str(),
+                "attempt": r.a,
+                "failures": r.f,
+                "pilot": r.p,
+                "exit_code": r.x,
+                "scheduled_ms": r.ts,
+                "start_ms": r.t0,
+                "end_ms": r.t1,
+                "duration_s": duration_s(r),
+                "reason": r.r,
             })
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"campaign": a.campaign.to_string(), "name": meta.name, "state": meta.state.as_str(), "tasks": tasks})
-        );
+        })
+        .collect();
+    serde_json::json!({"campaign": c.to_string(), "name": meta.name, "state": meta.state.as_str(), "tasks": tasks})
+}
+
+/// The report of campaign `c` in `store`, exactly as `emanager report --json` prints it
+/// (see docs/cli.md). Works on any store, so an embedded campaign can be reported too.
+pub async fn report_json(
+    store: &dyn StateStore,
+    c: &CampaignId,
+) -> anyhow::Result<serde_json::Value> {
+    let (meta, rows) = report_rows(store, c).await.map_err(|e| e.error)?;
+    Ok(report_value(c, &meta, &rows))
+}
+
+pub async fn report(g: &GlobalArgs, a: ReportArgs) -> CliResult {
+    let s = store(g).await?;
+    let (meta, rows) = report_rows(s.as_ref(), &a.campaign).await?;
+    if g.json {
+        println!("{}", report_value(&a.campaign, &meta, &rows));
+        return Ok(exit::OK);
+    }
+    if g.quiet {
+        for (name, r) in &rows {
+            println!("{name}\t{}", r.state());
+        }
         return Ok(exit::OK);
     }
     let table_rows: Vec<Vec<String>> = rows
@@ -371,7 +411,7 @@ pub async fn report(g: &GlobalArgs, a: ReportArgs) -> CliResult {
                 r.x.map(|x| x.to_string()).unwrap_or_else(|| "-".into()),
                 offset(r.t0, meta.created_ms),
                 offset(r.t1, meta.created_ms),
-                duration(r)
+                duration_s(r)
                     .map(|d| format!("{d:.3}s"))
                     .unwrap_or_else(|| "-".into()),
                 r.r.clone(),
@@ -452,21 +492,20 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
 pub struct ResourcesArgs {}
 
 pub async fn resources(g: &GlobalArgs, _a: ResourcesArgs) -> CliResult {
-    let cfg = Config::resolve(g, None, None).input()?;
+    let cfg = Config::for_reads(g).input()?;
     let snapshots = emanager_bundles::read_snapshots(&cfg.redis_url_or_default())
         .await
         .infra()?;
-    if snapshots.is_empty() {
-        if g.json {
-            println!("[]");
-        } else {
-            println!("no bundle snapshots in this Redis; start `bundle-service --catalog resources.toml --redis-url ...` (docs/bundles.md)");
-        }
-        return Ok(exit::OK);
-    }
     if g.json {
+        // One object, empty lists when no bundle service wrote a snapshot.
         let merged = emanager_bundles::merge(&snapshots);
         println!("{}", serde_json::to_string(&merged).unwrap_or_default());
+    } else if snapshots.is_empty() {
+        println!("no bundle snapshots in this Redis; start `bundle-service --catalog resources.toml --redis-url ...` (docs/bundles.md)");
+    } else if g.quiet {
+        for r in emanager_bundles::merge(&snapshots).resources {
+            println!("{}", r.name);
+        }
     } else {
         print!("{}", emanager_bundles::render_table(&snapshots));
     }

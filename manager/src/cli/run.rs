@@ -489,6 +489,9 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
     if let Some(c) = &cfg.config_file {
         cmd.arg("--config").arg(c);
     }
+    if let Some(agent) = &cfg.agent_bin {
+        cmd.arg("--agent-bin").arg(agent);
+    }
     if let Some(m) = &a.metrics.metrics_addr {
         cmd.arg("--metrics-addr").arg(m);
     }

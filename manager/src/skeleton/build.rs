@@ -66,6 +66,9 @@ pub fn synth_command(t: &PlanTask, opts: &BuildOptions) -> Vec<String> {
     if t.write_buffer != DEFAULT_BUFFER {
         argv.extend(["--write-buffer".into(), t.write_buffer.to_string()]);
     }
+    if t.interleave != 0 {
+        argv.extend(["--interleave".into(), t.interleave.to_string()]);
+    }
     for f in &t.inputs {
         if f.create {
             argv.extend([

@@ -13,6 +13,7 @@ pub mod classic;
 mod cli;
 pub mod diag;
 pub mod dist;
+pub mod interleave;
 pub mod native;
 pub mod plan;
 pub mod synth;

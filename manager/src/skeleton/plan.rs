@@ -37,6 +37,9 @@ pub struct PlanTask {
     /// Bytes per read()/write() call of the synthetic program.
     pub read_buffer: u64,
     pub write_buffer: u64,
+    /// How reads, computation and writes are mixed (`Interleave_Option`, 0..=3; see
+    /// `skeleton::interleave`).
+    pub interleave: u32,
     pub inputs: Vec<PlanFile>,
     pub outputs: Vec<PlanFile>,
 }

@@ -1,17 +1,20 @@
-//! From the file's shape to a validated [`Workflow`]: defaults, per-entry checks, array
+//! From the file's entries to a validated [`Workflow`]: defaults, per-entry checks, array
 //! expansion, name resolution and the cycle check. Checks run once per `[[tasks]]` entry,
-//! not per array member, so a million-task array costs one check and one expansion.
+//! not per array member, so a million-task array costs one check and one expansion. Every
+//! problem is collected: entries that did not deserialize (`read`) are skipped, the others
+//! are checked, and the cycle check runs on what is left.
 
 mod expand;
 mod resolve;
 
-use super::doc::{Command, DefaultsDoc, TaskDoc, WorkflowDoc};
+use super::doc::{Command, DefaultsDoc, TaskDoc};
 use super::locate::{Locator, Place};
+use super::read::Read;
 use super::{Entry, Group, Stage, TaskDef, Workflow, WorkflowError, WorkflowErrors};
 use emanager_shared::{TaskId, TaskSpec};
 use expand::Template;
 use resolve::base_name;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The closest candidate to `word` (edit distance at most half its length, min 2).
@@ -27,29 +30,38 @@ pub(super) fn closest<'c>(
         .map(|(_, c)| c)
 }
 
-/// Builds the workflow, collecting every semantic error.
-pub(super) fn build(doc: WorkflowDoc, loc: &Locator) -> Result<Workflow, WorkflowErrors> {
+/// Builds the workflow from what `read` gave, collecting every error (`read`'s first).
+pub(super) fn build(read: Read, loc: &Locator) -> Result<Workflow, WorkflowErrors> {
+    let Read {
+        doc,
+        stage_refused,
+        task_refused,
+        errors,
+    } = read;
     let mut b = Builder {
         loc,
-        errors: Vec::new(),
+        errors,
         stages: Vec::new(),
         groups: Vec::new(),
         entries: Vec::new(),
         tasks: Vec::new(),
         arrays: HashMap::new(),
+        refused: HashSet::new(),
     };
     let defaults = doc.defaults.unwrap_or_default();
-    b.add_stages(doc.stages);
+    b.add_stages(doc.stages, &stage_refused);
     let mut ranges = Vec::with_capacity(doc.tasks.len());
     for (i, t) in doc.tasks.iter().enumerate() {
         let start = b.tasks.len();
-        b.add_entry(i, t, &defaults);
+        if task_refused[i] {
+            b.add_refused(i, t);
+        } else {
+            b.add_entry(i, t, &defaults);
+        }
         ranges.push(start..b.tasks.len());
     }
-    b.resolve_dependencies(&doc.tasks, &defaults, &ranges);
-    if b.errors.is_empty() {
-        b.check_cycles();
-    }
+    b.resolve_dependencies(&doc.tasks, &task_refused, &defaults, &ranges);
+    b.check_cycles();
     if !b.errors.is_empty() {
         return Err(WorkflowErrors(b.errors));
     }
@@ -62,8 +74,8 @@ pub(super) fn build(doc: WorkflowDoc, loc: &Locator) -> Result<Workflow, Workflo
     })
 }
 
-struct Builder<'l> {
-    loc: &'l Locator<'l>,
+struct Builder<'l, 'a> {
+    loc: &'l Locator<'a>,
     errors: Vec<WorkflowError>,
     stages: Vec<Stage>,
     groups: Vec<Group>,
@@ -71,6 +83,18 @@ struct Builder<'l> {
     tasks: Vec<TaskDef>,
     /// Array template and base name -> entry index.
     arrays: HashMap<String, usize>,
+    /// Names (and array templates and base names) of entries that did not deserialize: a
+    /// dependency on them is not reported again.
+    refused: HashSet<String>,
+}
+
+/// The name template of an entry: arrays without `{index}` get `-{index}` appended.
+fn template_of(name: &str, is_array: bool) -> String {
+    if is_array && !name.contains("{index}") {
+        format!("{name}-{{index}}")
+    } else {
+        name.to_string()
+    }
 }
 
 /// A field's value from the task entry or else from `[defaults]`, with where it came from.
@@ -82,15 +106,18 @@ fn pick<'a, T>(task: &'a Option<T>, default: &'a Option<T>, i: usize) -> Option<
     }
 }
 
-impl Builder<'_> {
+impl Builder<'_, '_> {
     fn error(&mut self, place: Place, field: &str, message: String) {
         let e = self.loc.error(place, Some(field), message);
         self.errors.push(e);
     }
 
-    fn add_stages(&mut self, stages: Vec<super::doc::StageDoc>) {
+    fn add_stages(&mut self, stages: Vec<super::doc::StageDoc>, refused: &[bool]) {
         let mut declared: HashMap<String, usize> = HashMap::new();
         for (i, s) in stages.into_iter().enumerate() {
+            if refused[i] && (s.name.is_empty() || declared.contains_key(&s.name)) {
+                continue; // its error is reported; a readable name is still declared
+            }
             if s.name.trim().is_empty() || s.name.contains(':') {
                 self.error(
                     Place::Stage(i),
@@ -127,15 +154,33 @@ impl Builder<'_> {
         }
     }
 
+    /// Records entry `i`, which did not deserialize (its error is reported): no tasks, and
+    /// its name stands for a dependency that is not reported as missing.
+    fn add_refused(&mut self, i: usize, t: &TaskDoc) {
+        let template = template_of(&t.name, t.count.is_some());
+        if !t.name.is_empty() {
+            self.refused.insert(t.name.clone());
+            if t.count.is_some() {
+                self.refused.insert(base_name(&template));
+                self.refused.insert(template.clone());
+            }
+        }
+        let at = self.loc.at(Place::Task(i), None);
+        self.entries.push(Entry {
+            name: template,
+            count: t.count,
+            location: at.clone(),
+            cores_location: at.clone(),
+            gpus_location: at.clone(),
+            mem_location: at,
+        });
+    }
+
     /// Checks entry `i` and, when it is sound, appends its task(s).
     fn add_entry(&mut self, i: usize, t: &TaskDoc, d: &DefaultsDoc) {
         let errors_before = self.errors.len();
         let is_array = t.count.is_some();
-        let template = if is_array && !t.name.contains("{index}") {
-            format!("{}-{{index}}", t.name)
-        } else {
-            t.name.clone()
-        };
+        let template = template_of(&t.name, is_array);
         let shown = template.clone();
         if t.name.trim().is_empty() {
             self.error(

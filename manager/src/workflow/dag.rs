@@ -30,6 +30,11 @@ pub fn parent_failed_reason(parent: &str) -> String {
     format!("parent `{parent}` failed")
 }
 
+/// The reason given to a task canceled because `parent` was canceled.
+pub fn parent_canceled_reason(parent: &str) -> String {
+    format!("parent `{parent}` was canceled")
+}
+
 impl Dag {
     pub fn new(wf: &Workflow) -> Dag {
         let n = wf.tasks.len();

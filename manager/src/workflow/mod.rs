@@ -13,6 +13,7 @@ mod dag_tests;
 pub mod doc;
 mod fits;
 mod locate;
+mod read;
 #[cfg(test)]
 mod tests;
 
@@ -213,20 +214,17 @@ pub fn load(path: &Path) -> Result<Workflow, WorkflowErrors> {
 
 /// Parses and validates workflow text; `origin` names it in errors.
 ///
-/// Syntax and type errors stop at the first (serde reports one); every semantic problem
-/// (names, numbers, dependencies, cycles) is collected.
+/// Every problem is reported, each at its `file:line:column`: a syntax error stops reading
+/// (one error); otherwise each top-level key, `[defaults]`, `[[stages]]` and `[[tasks]]`
+/// entry is read on its own (its first type error or unknown field), every entry that reads
+/// is checked (names, numbers, dependencies), and the cycle check runs on those.
 pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Workflow, WorkflowErrors> {
-    let (doc, locator) = match format {
-        Format::Toml => match toml::from_str::<doc::WorkflowDoc>(text) {
-            Ok(doc) => (doc, locate::Locator::toml(origin, text)),
-            Err(e) => return Err(WorkflowErrors(vec![locate::toml_error(origin, text, &e)])),
-        },
-        Format::Json => match serde_json::from_str::<doc::WorkflowDoc>(text) {
-            Ok(doc) => (doc, locate::Locator::json(origin)),
-            Err(e) => return Err(WorkflowErrors(vec![locate::json_error(origin, text, &e)])),
-        },
+    let locator = match format {
+        Format::Toml => locate::Locator::toml(origin, text),
+        Format::Json => locate::Locator::json(origin, text),
     };
-    build::build(doc, &locator)
+    let read = read::read(&locator, format).map_err(|e| WorkflowErrors(vec![e]))?;
+    build::build(read, &locator)
 }
 
 /// The JSON Schema of the workflow format (TOML files follow the same schema), generated from

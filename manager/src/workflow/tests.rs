@@ -186,7 +186,7 @@ fn inline_task_tables_are_located_too() {
 }
 
 #[test]
-fn json_errors_give_line_column_or_path() {
+fn json_errors_give_line_and_column() {
     let e = errors(
         r#"{"tasks": [{"name": "a", "command": ["x"], "corez": 2}]}"#,
         Format::Json,
@@ -204,7 +204,111 @@ fn json_errors_give_line_column_or_path() {
         r#"{"tasks": [{"name": "a", "command": ["x"]}, {"name": "b", "command": ["x"], "cores": 0}]}"#,
         Format::Json,
     );
-    assert_eq!(e, ["wf.json:tasks[1].cores: task `b` asks for 0 cores; cores is the task's total core count and must be 1 or more (e.g. cores = 1)"]);
+    assert_eq!(e, ["wf.json:1:86: task `b` asks for 0 cores; cores is the task's total core count and must be 1 or more (e.g. cores = 1)"]);
+    let e = errors(
+        "{\"stages\": [{\"name\": \"s\"}],\n \"tasks\": [\n  {\"name\": \"a\", \"command\": [\"x\"], \"stage\": \"t\"}]}",
+        Format::Json,
+    );
+    assert_eq!(e, ["wf.json:3:44: task `a` names stage `t`, which is not declared; did you mean `s`? declared stages: s"]);
+}
+
+/// One file with an unknown field, a bad type, negative cores, a missing dependency and a
+/// cycle among the sound entries: every problem is reported at its own place.
+const MANY_ERRORS: &str = r#"[[tasks]]
+name = "a"
+command = ["x"]
+corez = 2
+
+[[tasks]]
+name = "b"
+command = ["x"]
+cores = "8"
+
+[[tasks]]
+name = "c"
+command = ["x"]
+cores = -4
+
+[[tasks]]
+name = "d"
+command = ["x"]
+depends_on = ["nope", "e"]
+
+[[tasks]]
+name = "e"
+command = ["x"]
+depends_on = ["d"]
+"#;
+
+#[test]
+fn every_entry_is_read_on_its_own_and_every_error_reported() {
+    assert_eq!(toml_errors(MANY_ERRORS), [
+        "wf.toml:4:1: unknown field `corez`; did you mean `cores`? valid fields here: name, count, command, shell, env, cwd, cores, gpus, mem_mb, processes, mpi, est_duration_s, walltime_s, retries, priority, tags, input_files, output_files, stage, depends_on",
+        "wf.toml:9:9: field `cores`: invalid type: string \"8\", expected i64; write a whole number without quotes",
+        "wf.toml:14:9: task `c` asks for -4 cores; cores is the task's total core count and must be 1 or more (e.g. cores = 1)",
+        "wf.toml:19:14: task `d` depends on `nope`, which is not a task, array or stage; name a task, an array (`sim-{index}` or `sim`) or a stage (`stage:NAME`)",
+        "wf.toml:19:14: dependency cycle: d -> e -> d; remove one of these dependencies",
+    ]);
+}
+
+#[test]
+fn json_entries_are_read_on_their_own_too() {
+    let json =
+        serde_json::to_string_pretty(&toml::from_str::<toml::Value>(MANY_ERRORS).unwrap()).unwrap();
+    let e = errors(&json, Format::Json);
+    let messages: Vec<&str> = e.iter().map(|e| e.split_once(": ").unwrap().1).collect();
+    let toml_messages: Vec<String> = toml_errors(MANY_ERRORS)
+        .into_iter()
+        .map(|e| e.split_once(": ").unwrap().1.to_string())
+        .collect();
+    assert_eq!(messages, toml_messages);
+    // Each location is the line of the offending key or value.
+    for (error, needle) in e.iter().zip([
+        "\"corez\"",
+        "\"8\"",
+        "-4",
+        "\"depends_on\"",
+        "\"depends_on\"",
+    ]) {
+        let (line, col) = {
+            let mut parts = error.split(':').skip(1);
+            let line: usize = parts.next().unwrap().parse().unwrap();
+            let col: usize = parts.next().unwrap().parse().unwrap();
+            (line, col)
+        };
+        let text = json.lines().nth(line - 1).unwrap();
+        assert!(
+            text.contains(needle) && col <= text.len(),
+            "{error} points at `{text}`"
+        );
+    }
+}
+
+#[test]
+fn a_dependency_on_an_unreadable_entry_is_not_reported_twice() {
+    let e = toml_errors("[[tasks]]\nname = \"sim\"\ncount = 3\ncommand = [\"x\"]\ncores = \"two\"\n[[tasks]]\nname = \"one\"\ncommand = 5\n[[tasks]]\nname = \"after\"\ncommand = [\"x\"]\ndepends_on = [\"sim\", \"one\"]\n");
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e[0].starts_with("wf.toml:5:9: field `cores`"), "{e:#?}");
+    assert!(e[1].starts_with("wf.toml:8:11: field `command`"), "{e:#?}");
+}
+
+#[test]
+fn an_unreadable_stage_still_declares_its_name() {
+    let e = toml_errors("[[stages]]\nname = \"s\"\ndescripton = \"typo\"\n[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\nstage = \"s\"\n");
+    assert_eq!(e, ["wf.toml:3:1: unknown field `descripton`; did you mean `description`? valid fields here: name, description"]);
+}
+
+#[test]
+fn top_level_keys_are_checked_one_by_one() {
+    let e =
+        toml_errors("name = 3\ntask = []\n[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\ncores = 0\n");
+    assert_eq!(e, [
+        "wf.toml:1:8: field `name`: invalid type: integer `3`, expected a string; write it in quotes",
+        "wf.toml:2:1: unknown field `task`; did you mean `tasks`? valid fields here: name, defaults, stages, tasks",
+        "wf.toml:6:9: task `a` asks for 0 cores; cores is the task's total core count and must be 1 or more (e.g. cores = 1)",
+    ]);
+    let e = toml_errors("tasks = 5\n");
+    assert_eq!(e, ["wf.toml:1:9: field `tasks`: invalid type: integer `5`, expected a sequence; write a list: [\"a\", \"b\"]"]);
 }
 
 const NODES: &[(&str, u32, u32, u64, u32)] = &[

@@ -1,4 +1,4 @@
-//! Iterations of the original format (FORMAT.md §7): a group of stages is replaced by K
+//! Iterations of the original format (docs/skeleton.md#classic-iterations): a group of stages is replaced by K
 //! copies, the last one keeping the original names so later stages read the final result.
 
 use super::super::diag::Diagnostic;

@@ -1,4 +1,4 @@
-//! Task generation of the original format (FORMAT.md §6, generate_tasks): file names,
+//! Task generation of the original format (docs/skeleton.md#classic-mapping, generate_tasks): file names,
 //! input mappings and drawn values, kept as the original's strings so the result can be
 //! printed exactly as the original tool prints it.
 
@@ -240,14 +240,14 @@ impl<R: Rng> Generator<'_, R> {
                 }
                 Some((Source::File(r), line)) => {
                     let flist = self.files_of(def, r, *line, &format!("Input_{}.Source", k + 1))?;
-                    // HEAD quirk (FORMAT.md §6a): task t reads file t x N of every source
+                    // HEAD quirk (docs/skeleton.md#classic-direct-references): task t reads file t x N of every source
                     for (t, list) in inputs.iter_mut().enumerate() {
                         let idx = t * n_blocks;
                         let Some(f) = flist.get(idx) else {
                             return Err(self.err(
                                 *line,
                                 format!(
-                                    "task {t} of `{}` reads file {} of `{r}`, which has only {} (the original tool gives task t file t x Input_Files_Each_Task, FORMAT.md §6a); use `Input_Task_Mapping = combination {r} 1` to wrap around",
+                                    "task {t} of `{}` reads file {} of `{r}`, which has only {} (the original tool gives task t file t x Input_Files_Each_Task, docs/skeleton.md#classic-direct-references); use `Input_Task_Mapping = combination {r} 1` to wrap around",
                                     def.name,
                                     idx + 1,
                                     flist.len()

@@ -1,6 +1,6 @@
 //! The original Application Skeleton input format (issue 11): `Num_Stage = ...` files read
-//! as FORMAT.md describes, expanded exactly as the original tool expands them, and turned
-//! into a [`Plan`].
+//! as docs/skeleton.md#classic-format describes, expanded exactly as the original tool
+//! expands them, and turned into a [`Plan`].
 
 pub mod defs;
 pub mod expand;
@@ -77,6 +77,19 @@ pub fn to_plan(
                 ),
             ));
         }
+        let interleave = if super::interleave::MODES.contains(&d.interleave) {
+            d.interleave
+        } else {
+            warnings.push(Diagnostic::at(
+                origin,
+                d.line,
+                format!(
+                    "stage `{}`: `Interleave_Option = {}` makes the original task.c neither read, compute nor write; run as 0 (read, compute, write)",
+                    d.name, d.interleave
+                ),
+            ));
+            0
+        };
         let file = |f: &generate::GenFile| PlanFile {
             path: f.path(),
             size: f.size.num.max(0.0) as u64,
@@ -97,6 +110,7 @@ pub fn to_plan(
                 },
                 read_buffer: d.read_buffer,
                 write_buffer: d.write_buffer,
+                interleave,
                 inputs: t.inputs.iter().map(file).collect(),
                 outputs: t.outputs.iter().map(file).collect(),
             })

@@ -1,4 +1,5 @@
-//! Reads the original Application Skeleton input format (FORMAT.md) into stage definitions.
+//! Reads the original Application Skeleton input format into stage definitions
+//! (docs/skeleton.md#classic-lexical, docs/skeleton.md#classic-grammar).
 //!
 //! The original parser consumes lines strictly in a fixed order and crashes on anything
 //! else. This one reads each stage block by key, so it can say which line is wrong and what

@@ -1,5 +1,6 @@
 //! Values of the original format: file references, mappings, iteration keys and the
-//! distribution/polynomial specs of lengths and sizes (FORMAT.md §4-§5).
+//! distribution/polynomial specs of lengths and sizes (docs/skeleton.md#classic-distributions,
+//! docs/skeleton.md#classic-polynomial).
 
 use super::super::diag::Diagnostic;
 use super::defs::{FileKind, FileRef, Mapping, PolySrc, Source, ValueSpec};
@@ -205,7 +206,7 @@ impl Parser<'_> {
                 if allow == Allow::Length && !doubled {
                     self.warn(
                         e.line,
-                        "`polynomial [a, b] Input_<k>` is rejected by the original tool at HEAD (its Task_Length regex wants `]]`, FORMAT.md §5); read as a * x^b as earlier versions did",
+                        "`polynomial [a, b] Input_<k>` is rejected by the original tool at HEAD (its Task_Length regex wants `]]`, docs/skeleton.md#classic-polynomial); read as a * x^b as earlier versions did",
                     );
                 }
                 Ok(ValueSpec::Polynomial { a, b, src })

@@ -197,6 +197,7 @@ pub fn expand<R: Rng>(doc: &SkeletonDoc, name: &str, rng: &mut R) -> Result<Plan
                 },
                 read_buffer: s.read_buffer.unwrap_or(DEFAULT_BUFFER),
                 write_buffer: s.write_buffer.unwrap_or(DEFAULT_BUFFER),
+                interleave: 0,
                 inputs: ins,
                 outputs,
             });

@@ -1,5 +1,6 @@
 //! Names to indices: duplicate names, `depends_on` (tasks, arrays, stages) and the cycle
-//! check. Runs after every entry is expanded, once per entry.
+//! check. Runs after every entry is expanded, once per entry; the cycle check runs on the
+//! entries that passed their checks, even when others did not.
 
 use super::{closest, pick, Builder};
 use crate::workflow::dag::Dag;
@@ -15,11 +16,12 @@ pub(super) fn base_name(template: &str) -> String {
     s.trim_end_matches(['-', '_', '.']).to_string()
 }
 
-impl Builder<'_> {
+impl Builder<'_, '_> {
     /// Finds duplicate names and turns every entry's `depends_on` into task and group indices.
     pub(super) fn resolve_dependencies(
         &mut self,
         docs: &[TaskDoc],
+        refused: &[bool],
         defaults: &DefaultsDoc,
         ranges: &[Range<usize>],
     ) {
@@ -52,6 +54,10 @@ impl Builder<'_> {
         for (i, t) in docs.iter().enumerate() {
             let mut tasks = Vec::new();
             let mut groups = Vec::new();
+            if refused[i] {
+                resolved.push((tasks, groups));
+                continue;
+            }
             if let Some((deps, place)) = pick(&t.depends_on, &defaults.depends_on, i) {
                 for dep in deps {
                     if let Some(stage) = dep.strip_prefix("stage:") {
@@ -76,7 +82,9 @@ impl Builder<'_> {
                             self.groups.len() - 1
                         });
                         groups.push(g);
-                    } else if !docs.iter().any(|d| d.count.is_none() && d.name == *dep) {
+                    } else if !self.refused.contains(dep.as_str())
+                        && !docs.iter().any(|d| d.count.is_none() && d.name == *dep)
+                    {
                         // (A task that exists but was refused has its own error already.)
                         errors.push(self.missing_dependency(i, place, dep, docs));
                     }
