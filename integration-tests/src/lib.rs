@@ -245,6 +245,7 @@ impl Campaign {
             pilot_start_timeout_s: 60,
             catalog_toml: None,
             catalog_dir: None,
+            plan: None,
         };
         let id = CampaignId::random();
         campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)

@@ -264,6 +264,30 @@ async fn a_pilot_job_id_is_recorded_without_touching_the_rest_of_the_record() {
 }
 
 #[tokio::test]
+async fn decisions_are_kept_in_order_up_to_the_limit() {
+    for (name, s) in stores().await {
+        let c = CampaignId::random();
+        s.create_campaign(&meta(c)).await.unwrap();
+        let n = emanager_shared::store::DECISIONS_KEPT + 5;
+        for i in 0..n {
+            s.add_decision(&c, i as u64, &format!("decision {i}: why"))
+                .await
+                .unwrap();
+        }
+        let d = s.decisions(&c).await.unwrap();
+        assert_eq!(d.len(), emanager_shared::store::DECISIONS_KEPT, "{name}");
+        assert_eq!(
+            d[0],
+            (5, "decision 5: why".to_string()),
+            "{name}: oldest dropped"
+        );
+        assert_eq!(d.last().unwrap().0, n as u64 - 1, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+        assert!(s.decisions(&c).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_second_manager_is_refused_while_the_lease_is_held() {
     for (name, s) in stores().await {
         let c = CampaignId::random();

@@ -103,6 +103,69 @@ pub struct CampaignOptions {
     /// The folder the catalog was read from (its relative template paths start there).
     #[serde(default)]
     pub catalog_dir: Option<PathBuf>,
+    /// The plan the pilots came from, when the planner chose them: what adaptive execution
+    /// steers by and `report --vs-plan` compares with.
+    #[serde(default)]
+    pub plan: Option<PlanRecord>,
+}
+
+/// What a campaign keeps of its plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub strategy: String,
+    pub predicted_ttc_s: f64,
+    pub core_hours_requested: f64,
+    pub pilots: Vec<PlannedPilotRecord>,
+    /// Seconds between the manager's checks of the campaign against the plan.
+    pub replan_interval_s: u64,
+    /// The most pilots adaptive execution may run at once.
+    pub max_pilots: u32,
+}
+
+/// One planned pilot and its predicted queue wait.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedPilotRecord {
+    pub resource: String,
+    pub queue: String,
+    pub nodes: u32,
+    pub walltime_s: f64,
+    pub predicted_wait_s: f64,
+    pub why: String,
+}
+
+impl PlanRecord {
+    /// The record of `plan`, checked every `replan_interval_s`, with room for twice its
+    /// pilots (at least two more) when the campaign falls behind.
+    pub fn of(plan: &crate::planner::Plan, replan_interval_s: u64) -> PlanRecord {
+        let n = plan.pilots.len() as u32;
+        PlanRecord {
+            strategy: plan.strategy.name().to_string(),
+            predicted_ttc_s: plan.predicted_ttc_s,
+            core_hours_requested: plan.core_hours_requested,
+            pilots: plan
+                .pilots
+                .iter()
+                .map(|p| PlannedPilotRecord {
+                    resource: p.resource.clone(),
+                    queue: p.queue.clone(),
+                    nodes: p.nodes,
+                    walltime_s: p.walltime_s,
+                    predicted_wait_s: p.predicted_wait_s,
+                    why: p.why.clone(),
+                })
+                .collect(),
+            replan_interval_s,
+            max_pilots: (2 * n).max(n + 2),
+        }
+    }
+
+    /// The predicted queue wait of a pilot on `resource` (the planned one's; 0 if none).
+    pub fn predicted_wait_s(&self, resource: &str) -> f64 {
+        self.pilots
+            .iter()
+            .find(|p| p.resource == resource)
+            .map_or(0.0, |p| p.predicted_wait_s)
+    }
 }
 
 impl Default for CampaignOptions {
@@ -116,6 +179,7 @@ impl Default for CampaignOptions {
             pilot_start_timeout_s: 60,
             catalog_toml: None,
             catalog_dir: None,
+            plan: None,
         }
     }
 }

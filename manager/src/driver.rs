@@ -85,6 +85,8 @@ pub struct Outcome {
     pub first_task_after: Option<Duration>,
     pub pilots: Vec<PilotSummary>,
     pub failures: Vec<(String, String)>,
+    /// The manager's decisions about pilots, oldest first: `(ms since the epoch, text)`.
+    pub decisions: Vec<(u64, String)>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -126,6 +128,8 @@ struct PilotSlot {
     reason: String,
     /// Asked to drain because no work is left for it.
     released: bool,
+    /// When it was last asked to give back queued tasks for an idle pilot.
+    asked_to_return: Option<Instant>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -187,6 +191,13 @@ struct Driver {
     first_exec: Option<Duration>,
     failures: Vec<(String, String)>,
     holder: String,
+    /// When the campaign was created (ms since the epoch), for adaptive execution.
+    created_ms: u64,
+    /// Adaptive execution's last check and how many tasks were final then.
+    last_replan: Instant,
+    finished_at_last_replan: u64,
+    /// Resources that refused a pilot job: adaptive execution adds none there.
+    refused: HashSet<String>,
 }
 
 /// Runs (or resumes) a campaign until every task is final, it is canceled, or interrupted.
@@ -241,7 +252,9 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
         let _ = d.store.release_lease(&d.c, &d.holder).await;
         ctx.progress.finish();
         let ending = result?;
-        return Ok(d.outcome(ending));
+        let mut outcome = d.outcome(ending);
+        outcome.decisions = d.store.decisions(&d.c).await.unwrap_or_default();
+        return Ok(outcome);
     }
 }
 
@@ -315,6 +328,10 @@ impl Driver {
             first_exec: None,
             failures: Vec::new(),
             holder,
+            created_ms: emanager_shared::now_ms(),
+            last_replan: Instant::now(),
+            finished_at_last_replan: 0,
+            refused: HashSet::new(),
         }
     }
 }
@@ -332,6 +349,7 @@ impl Driver {
         self.fail_unfittable().await?;
         let mut last_check = Instant::now();
         let mut last_lease = Instant::now();
+        let mut last_rebalance = Instant::now();
         progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
         loop {
             if self.all_final() {
@@ -370,6 +388,11 @@ impl Driver {
                     self.cancel_everything().await?;
                     return Ok(Ending::Canceled);
                 }
+                if let Some(plan) = &self.opts.plan {
+                    if self.last_replan.elapsed() >= Duration::from_secs(plan.replan_interval_s) {
+                        self.follow_plan().await?;
+                    }
+                }
             }
             if last_lease.elapsed() >= Duration::from_secs(3) {
                 last_lease = Instant::now();
@@ -382,6 +405,10 @@ impl Driver {
                 }
             }
             self.bind_ready_tasks().await?;
+            if last_rebalance.elapsed() >= Duration::from_secs(1) {
+                last_rebalance = Instant::now();
+                self.rebalance().await?;
+            }
             crate::metrics::get().observe(&self.counts, self.pilots.values().map(|p| p.state));
             progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
         }
@@ -400,6 +427,9 @@ impl Driver {
                 "campaign {} has no task records in the state store; if Redis was restarted without persistence, its state is lost: start the campaign again",
                 self.c
             );
+        }
+        if let Some(meta) = self.store.campaign(&self.c).await? {
+            self.created_ms = meta.created_ms;
         }
         self.counts.total = self.specs.len() as u64;
         for spec in &self.specs {
@@ -534,18 +564,138 @@ impl Driver {
 
     async fn launch_missing_pilots(&mut self) -> anyhow::Result<()> {
         let live = self.pilots.values().filter(|p| !p.state.is_final()).count();
-        let wanted: Vec<PilotRequest> = self.opts.pilots.iter().skip(live).cloned().collect();
-        for req in wanted {
-            self.launch(req).await?;
+        let wanted: Vec<(usize, PilotRequest)> = self
+            .opts
+            .pilots
+            .iter()
+            .cloned()
+            .enumerate()
+            .skip(live)
+            .collect();
+        for (i, req) in wanted {
+            let why = match self.opts.plan.as_ref().and_then(|p| p.pilots.get(i)) {
+                Some(planned) => format!(
+                    "planned ({}): {}",
+                    self.opts.plan.as_ref().map_or("", |p| p.strategy.as_str()),
+                    planned.why
+                ),
+                None => "asked for by the campaign".to_string(),
+            };
+            self.launch(req, &why).await?;
         }
         Ok(())
+    }
+
+    /// Records a decision of this manager (logged, and kept with the campaign for `status`).
+    async fn decision(&self, text: String) -> anyhow::Result<()> {
+        tracing::info!(decision = %text, "decision");
+        self.store
+            .add_decision(&self.c, emanager_shared::now_ms(), &text)
+            .await?;
+        Ok(())
+    }
+
+    /// Adaptive execution of a planned campaign: compare its progress with the plan, add a
+    /// pilot when it falls behind, cancel queued pilots the running ones do not need.
+    async fn follow_plan(&mut self) -> anyhow::Result<()> {
+        let Some(plan) = self.opts.plan.clone() else {
+            return Ok(());
+        };
+        let finished = self.counts.finished();
+        let remaining_core_s: f64 = self
+            .specs
+            .iter()
+            .zip(&self.tasks)
+            .filter(|(_, t)| !t.state.is_final())
+            .map(|(s, _)| s.est_duration_s.max(0.0) * s.cores.max(1) as f64)
+            .sum();
+        let live = |p: &PilotSlot| !p.state.is_final() && !p.released;
+        let progress = crate::adaptive::Progress {
+            elapsed_s: emanager_shared::now_ms().saturating_sub(self.created_ms) as f64 / 1000.0,
+            remaining_tasks: self.counts.total - finished,
+            remaining_core_s,
+            active_cores: self
+                .pilots
+                .values()
+                .filter(|p| live(p) && p.registered)
+                .map(|p| p.cores)
+                .sum(),
+            finished_in_window: finished.saturating_sub(self.finished_at_last_replan),
+            window_s: self.last_replan.elapsed().as_secs_f64(),
+            live_pilots: self.pilots.values().filter(|p| live(p)).count() as u32,
+        };
+        let queued: Vec<crate::adaptive::QueuedPilot<PilotId>> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| live(p) && !p.registered)
+            .filter_map(|(id, p)| {
+                let req = p.request.as_ref()?;
+                let wait = plan.predicted_wait_s(&req.resource);
+                Some(crate::adaptive::QueuedPilot {
+                    id: *id,
+                    cores: req.cores,
+                    starts_in_s: (wait - p.launched_at.elapsed().as_secs_f64()).max(0.0),
+                })
+            })
+            .collect();
+        self.last_replan = Instant::now();
+        self.finished_at_last_replan = finished;
+        for d in crate::adaptive::decide(&plan, &progress, &queued) {
+            match d {
+                crate::adaptive::Decision::AddPilot { why } => {
+                    // The planned pilot that starts soonest, on a resource that takes jobs.
+                    let pick = plan
+                        .pilots
+                        .iter()
+                        .zip(&self.opts.pilots)
+                        .filter(|(pp, _)| !self.refused.contains(&pp.resource))
+                        .min_by(|a, b| a.0.predicted_wait_s.total_cmp(&b.0.predicted_wait_s))
+                        .map(|(_, req)| req.clone());
+                    match pick {
+                        Some(req) => {
+                            let why =
+                                format!("behind plan: {why}; adding a pilot on {}", req.resource);
+                            self.launch(req, &why).await?;
+                        }
+                        None => {
+                            self.decision(format!("behind plan ({why}) but every planned resource refused its pilots: nothing to add")).await?;
+                        }
+                    }
+                }
+                crate::adaptive::Decision::CancelQueued { id, why } => {
+                    self.cancel_unstarted(id, &format!("not needed: {why}"))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels a pilot that has not started (its job, or its process), with why.
+    async fn cancel_unstarted(&mut self, id: PilotId, why: &str) -> anyhow::Result<()> {
+        if let Some(p) = self.pilots.get_mut(&id) {
+            p.released = true;
+            if let Some(l) = p.launch.as_mut() {
+                let _ = l.kill();
+            }
+        }
+        self.store
+            .pilot_transition(&self.c, &id, PilotState::Canceled, why)
+            .await?;
+        if let Some(p) = self.pilots.get_mut(&id) {
+            p.state = PilotState::Canceled;
+            p.reason = why.into();
+        }
+        let _ = self.broker.delete_pilot(&self.c, &id).await;
+        self.decision(format!("canceled pilot {}: {why}", id.short()))
+            .await
     }
 
     /// Starts a pilot for `req`: an agent here (in process or as a process), or a batch job
     /// on a catalog resource. A job the batch system refuses makes a FAILED pilot with the
     /// scheduler's message (not replaced: it would be refused again); the work goes to the
     /// other pilots.
-    async fn launch(&mut self, req: PilotRequest) -> anyhow::Result<()> {
+    async fn launch(&mut self, req: PilotRequest, why: &str) -> anyhow::Result<()> {
         let id = PilotId::random();
         self.broker.declare_pilot(&self.c, &id).await?;
         let mut rec = emanager_shared::model::PilotRecord::new(id, req.resource.clone());
@@ -585,14 +735,18 @@ impl Driver {
         };
         match launched {
             Ok((launch, log)) => {
-                if let LaunchedPilot::Batch(b) = &launch {
-                    self.store
-                        .set_pilot_job(&self.c, &id, b.job.as_str())
-                        .await?;
-                    tracing::info!(pilot = %id, job = %b.job, resource = %req.resource, nodes = req.nodes, walltime_s = ?req.walltime_s, "pilot job submitted");
-                } else {
-                    tracing::info!(pilot = %id, cores = req.cores, resource = %req.resource, "pilot launched");
-                }
+                let walltime = req
+                    .walltime_s
+                    .map(|w| format!(" for {}", emanager_shared::access::timefmt::format_hms(w)))
+                    .unwrap_or_default();
+                self.decision(format!(
+                    "started pilot {} on {} ({} node(s), {} cores{walltime}): {why}",
+                    id.short(),
+                    req.resource,
+                    req.nodes,
+                    req.cores
+                ))
+                .await?;
                 let mut slot = new_pilot_slot(Some(req), PilotState::Submitted);
                 slot.launch = Some(launch);
                 slot.log = log;
@@ -600,6 +754,13 @@ impl Driver {
             }
             Err(why) => {
                 tracing::warn!(pilot = %id, resource = %req.resource, reason = %why, "pilot could not start");
+                self.refused.insert(req.resource.clone());
+                self.decision(format!(
+                    "pilot {} on {} could not start: {why}",
+                    id.short(),
+                    req.resource
+                ))
+                .await?;
                 let why = truncate_reason(&why);
                 self.store
                     .pilot_transition(&self.c, &id, PilotState::Failed, &why)
@@ -973,7 +1134,9 @@ impl Driver {
                     }
                     LaunchState::Refused(reason) => {
                         // Asking again would be refused again: no replacement.
-                        slot.request = None;
+                        if let Some(r) = slot.request.take() {
+                            self.refused.insert(r.resource);
+                        }
                         lost.push((id, PilotState::Failed, reason));
                         continue;
                     }
@@ -1059,6 +1222,7 @@ impl Driver {
         }
         slot.state = state;
         slot.reason = why.clone();
+        let released = slot.released;
         if let Some(l) = slot.launch.as_mut() {
             if state == PilotState::Failed && l.may_be_alive() {
                 let _ = l.kill(); // in the background: the rest of the campaign goes on
@@ -1066,6 +1230,21 @@ impl Driver {
         }
         let request = slot.request.clone();
         let bound: Vec<usize> = slot.bound.iter().copied().collect();
+        if state == PilotState::Failed || !released {
+            self.decision(format!(
+                "pilot {} is {state}: {why}{}",
+                id.short(),
+                if bound.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; its {} unfinished task(s) go back to the queue",
+                        bound.len()
+                    )
+                }
+            ))
+            .await?;
+        }
         self.rebind(&bound, &format!("pilot {} lost: {why}", id.short()))
             .await?;
         if let Err(e) = self.broker.delete_pilot(&self.c, &id).await {
@@ -1086,8 +1265,13 @@ impl Driver {
             return Ok(false);
         }
         self.replacements += 1;
-        tracing::info!(replacing = %old, resource = %req.resource, "starting a replacement pilot");
-        self.launch(req).await?;
+        let why = format!(
+            "replacing pilot {} ({} of {} replacements)",
+            old.short(),
+            self.replacements,
+            self.opts.max_pilot_replacements
+        );
+        self.launch(req, &why).await?;
         Ok(true)
     }
 
@@ -1129,7 +1313,11 @@ impl Driver {
     /// bound is drained (its agent ends, and with it its batch job) and a pilot still queued
     /// or starting is canceled. Pilots running tasks stay for retries.
     async fn release_idle_pilots(&mut self) -> anyhow::Result<()> {
-        if self.counts.ready > 0 || self.counts.waiting > 0 || self.all_final() {
+        if self.counts.ready > 0
+            || self.counts.waiting > 0
+            || self.all_final()
+            || !self.overloaded_pilots().is_empty()
+        {
             return Ok(());
         }
         let idle: Vec<(PilotId, bool)> = self
@@ -1160,26 +1348,13 @@ impl Driver {
                         continue;
                     }
                 }
-                tracing::info!(pilot = %id, "draining an idle pilot: {why}");
                 if let Some(p) = self.pilots.get_mut(&id) {
                     p.released = true;
                 }
-            } else {
-                tracing::info!(pilot = %id, "canceling a pilot that has not started: {why}");
-                if let Some(p) = self.pilots.get_mut(&id) {
-                    p.released = true;
-                    if let Some(l) = p.launch.as_mut() {
-                        let _ = l.kill();
-                    }
-                }
-                self.store
-                    .pilot_transition(&self.c, &id, PilotState::Canceled, why)
+                self.decision(format!("draining pilot {}: {why}", id.short()))
                     .await?;
-                if let Some(p) = self.pilots.get_mut(&id) {
-                    p.state = PilotState::Canceled;
-                    p.reason = why.into();
-                }
-                let _ = self.broker.delete_pilot(&self.c, &id).await;
+            } else {
+                self.cancel_unstarted(id, why).await?;
             }
         }
         Ok(())
@@ -1217,6 +1392,84 @@ impl Driver {
         Ok(())
     }
 
+    /// Pilots with room and nothing bound, while no task is READY.
+    fn idle_pilots(&self) -> Vec<PilotId> {
+        self.pilots
+            .iter()
+            .filter(|(_, p)| {
+                p.registered && p.state == PilotState::Active && !p.released && p.bound.is_empty()
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Pilots holding more tasks than they can start now (an underestimate bound too many
+    /// to them, or they started first), the most loaded first.
+    fn overloaded_pilots(&self) -> Vec<PilotId> {
+        let mut v: Vec<(&PilotId, &PilotSlot)> = self
+            .pilots
+            .iter()
+            .filter(|(_, p)| p.registered && !p.state.is_final() && p.queued > p.cores.max(1))
+            .collect();
+        v.sort_by_key(|(_, p)| std::cmp::Reverse(p.queued));
+        v.into_iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Work stealing: when a pilot idles while another holds tasks it has not started, ask
+    /// that one to give half of them back (`Return`); they come back READY and are bound to
+    /// the idle pilot. Nothing that started moves.
+    async fn rebalance(&mut self) -> anyhow::Result<()> {
+        if !self.ready.is_empty() {
+            return Ok(());
+        }
+        let idle = self.idle_pilots();
+        if idle.is_empty() {
+            return Ok(());
+        }
+        // Each donor is asked at most every 2 s: its answer takes a round trip.
+        let Some(donor) = self.overloaded_pilots().into_iter().find(|id| {
+            self.pilots[id]
+                .asked_to_return
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(2))
+        }) else {
+            return Ok(());
+        };
+        let d = &self.pilots[&donor];
+        let waiting: Vec<usize> = d
+            .bound
+            .iter()
+            .copied()
+            .filter(|&i| self.tasks[i].state == TaskState::AgentQueued)
+            .collect();
+        let keep = d.cores.max(1) as usize;
+        let give = waiting.len().saturating_sub(keep) / 2;
+        if give == 0 {
+            return Ok(());
+        }
+        let task_ids: Vec<TaskId> = waiting[..give].iter().map(|&i| self.specs[i].id).collect();
+        let bytes = Envelope::new(self.c, Message::Return { task_ids }).encode()?;
+        if let Err(e) = self
+            .broker
+            .publish(&self.c, &donor, QueueKind::Control, bytes)
+            .await
+        {
+            tracing::warn!(pilot = %donor, error = %e, "cannot ask a pilot to give tasks back");
+            return Ok(());
+        }
+        if let Some(p) = self.pilots.get_mut(&donor) {
+            p.asked_to_return = Some(Instant::now());
+        }
+        self.decision(format!(
+            "moving {give} queued task(s) from pilot {} to idle pilot(s) {}",
+            donor.short(),
+            idle.iter()
+                .map(|p| p.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await
+    }
+
     /// Binds READY tasks to pilots with room, longest first, and publishes them in batches.
     async fn bind_ready_tasks(&mut self) -> anyhow::Result<()> {
         if self.ready.is_empty() {
@@ -1249,19 +1502,31 @@ impl Driver {
             }
             let spec = &self.specs[i];
             let cs = queued_cost(spec);
-            let chosen = candidates.iter().copied().find(|id| {
-                let p = &self.pilots[id];
-                let (qcs, q) = budget[id];
-                let shape_ok = if spec.mpi {
-                    spec.cores <= p.cores
-                } else {
-                    spec.cores <= p.node_cores
-                } && spec.gpus <= p.gpus;
-                let time_ok = p.walltime_end_ms == 0
-                    || now + (spec.est_duration_s * 1000.0) as u64 <= p.walltime_end_ms;
-                let room = q == 0 || qcs + cs <= p.cores as f64 * lookahead;
-                shape_ok && time_ok && room
-            });
+            // Of the pilots that can take it, the least loaded (tasks bound and running per
+            // core), so a pilot that just started or gave work back is fed first.
+            let chosen = candidates
+                .iter()
+                .copied()
+                .filter(|id| {
+                    let p = &self.pilots[id];
+                    let (qcs, q) = budget[id];
+                    let shape_ok = if spec.mpi {
+                        spec.cores <= p.cores
+                    } else {
+                        spec.cores <= p.node_cores
+                    } && spec.gpus <= p.gpus;
+                    let time_ok = p.walltime_end_ms == 0
+                        || now + (spec.est_duration_s * 1000.0) as u64 <= p.walltime_end_ms;
+                    let room = q == 0 || qcs + cs <= p.cores as f64 * lookahead;
+                    shape_ok && time_ok && room
+                })
+                .min_by(|a, b| {
+                    let load = |id: &PilotId| {
+                        let p = &self.pilots[id];
+                        (budget[id].1 as f64 + p.running_cores as f64) / p.cores.max(1) as f64
+                    };
+                    load(a).total_cmp(&load(b))
+                });
             match chosen {
                 Some(id) => {
                     let b = budget.get_mut(&id).expect("candidate has a budget");
@@ -1479,6 +1744,7 @@ impl Driver {
                 })
                 .collect(),
             failures: self.failures.clone(),
+            decisions: Vec::new(),
         }
     }
 }
@@ -1515,5 +1781,6 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         done: 0,
         reason: String::new(),
         released: false,
+        asked_to_return: None,
     }
 }

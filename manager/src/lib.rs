@@ -1,6 +1,7 @@
 //! EManager: the execution manager library behind the `emanager` binary. The binary is a
 //! thin layer over it, so tests and embedded mode run exactly the same code.
 
+pub mod adaptive;
 pub mod campaign;
 pub mod cli;
 pub mod config;

@@ -22,6 +22,7 @@ fn options(workdir: &std::path::Path, cores: u32) -> CampaignOptions {
         pilot_start_timeout_s: 30,
         catalog_toml: None,
         catalog_dir: None,
+        plan: None,
     }
 }
 

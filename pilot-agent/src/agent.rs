@@ -418,6 +418,19 @@ async fn core_loop(
                     }
                 }
             }
+            CoreMsg::Control(Message::Return { task_ids }) => {
+                // Only what waits here: a task that started stays.
+                for id in task_ids {
+                    if let Some(pos) = pending.iter().position(|t| t.spec.id == id) {
+                        let t = pending.remove(pos).expect("position is valid");
+                        return_task(
+                            &t,
+                            "returned to the manager for an idle pilot",
+                            &mut summary,
+                        );
+                    }
+                }
+            }
             CoreMsg::Control(Message::Drain) | CoreMsg::Drain(_) if draining.is_some() => {}
             CoreMsg::Control(Message::Drain) => {
                 draining = Some("drained by the manager".into());

@@ -35,6 +35,9 @@ pub enum Message {
     Cancel { task_ids: Vec<TaskId> },
     /// Stop now: return unfinished tasks and exit.
     Shutdown,
+    /// Give these tasks back if they have not started here (to READY, for another pilot):
+    /// how a pilot that started late takes work bound to a busy one.
+    Return { task_ids: Vec<TaskId> },
 }
 
 impl Message {
@@ -44,6 +47,7 @@ impl Message {
             Message::Drain => "Drain",
             Message::Cancel { .. } => "Cancel",
             Message::Shutdown => "Shutdown",
+            Message::Return { .. } => "Return",
         }
     }
 }
@@ -238,7 +242,17 @@ mod tests {
         let bytes = cancel.encode().unwrap();
         assert_eq!(hex::encode(&bytes), GOLDEN_CANCEL);
         assert_eq!(Envelope::decode(&bytes).unwrap(), cancel);
+        let ret = golden_envelope(Message::Return {
+            task_ids: vec![TaskId(Uuid::from_u128(7))],
+        });
+        let bytes = ret.encode().unwrap();
+        assert_eq!(hex::encode(&bytes), GOLDEN_RETURN);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), ret);
     }
+
+    const GOLDEN_RETURN: &str = "85a17601a46b696e64a652657475726ea863616d706169676ec4100123456789\
+abcdef0123456789abcdefa773656e745f6174cf0000018bcfe56800a4626f647981a652657475726e81a87461736b\
+5f69647391c41000000000000000000000000000000007";
 
     const GOLDEN_CANCEL: &str = "85a17601a46b696e64a643616e63656ca863616d706169676ec4100123456789\
 abcdef0123456789abcdefa773656e745f6174cf0000018bcfe56800a4626f647981a643616e63656c81a87461736b\

@@ -58,7 +58,15 @@ pub fn outcome_json(o: &Outcome) -> serde_json::Value {
         "first_task_after_s": o.first_task_after.map(|d| d.as_secs_f64()),
         "pilots": o.pilots,
         "failures": o.failures.iter().map(|(t, r)| serde_json::json!({"task": t, "reason": r})).collect::<Vec<_>>(),
+        "decisions": decisions_json(&o.decisions),
     })
+}
+
+/// A campaign's decisions as JSON: `[{"at_ms": ..., "text": ...}]`.
+pub fn decisions_json(d: &[(u64, String)]) -> serde_json::Value {
+    d.iter()
+        .map(|(at, text)| serde_json::json!({"at_ms": at, "text": text}))
+        .collect()
 }
 
 pub fn print_outcome(o: &Outcome, json: bool, quiet: bool) {

@@ -36,6 +36,23 @@ use std::time::Duration;
 pub struct PlanArgs {
     /// Workflow file (TOML or JSON) or skeleton.
     pub workflow: PathBuf,
+    #[command(flatten)]
+    pub planner: PlannerArgs,
+    /// Also simulate each strategy N times (queue waits drawn around each resource's
+    /// estimate) and compare their TTC distributions and core-hours side by side.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub simulate: Option<u32>,
+    /// Seed of the simulations (run i uses SEED + i) and of a skeleton's random tasks.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Multiply a skeleton's task lengths by this factor.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub time_scale: f64,
+}
+
+/// How the planner chooses pilots (`emanager plan`, and `emanager run` without `--pilot`).
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct PlannerArgs {
     /// How to choose pilots: `ttc` minimises the predicted time to completion (default),
     /// `budget` does so under --budget (default when --budget is given), `aimes` is the AIMES
     /// baseline (one pilot per resource).
@@ -48,16 +65,17 @@ pub struct PlanArgs {
     /// Plan on these catalog resources only (comma-separated or repeated; default: all).
     #[arg(long, value_name = "RESOURCE", value_delimiter = ',')]
     pub only: Vec<String>,
-    /// Also simulate each strategy N times (queue waits drawn around each resource's
-    /// estimate) and compare their TTC distributions and core-hours side by side.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub simulate: Option<u32>,
-    /// Seed of the simulations (run i uses SEED + i) and of a skeleton's random tasks.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    pub seed: u64,
-    /// Multiply a skeleton's task lengths by this factor.
-    #[arg(long, value_name = "F", default_value_t = 1.0)]
-    pub time_scale: f64,
+}
+
+impl PlannerArgs {
+    /// The strategy asked for: `--strategy`, else `budget` with a --budget, else `ttc`.
+    pub fn strategy_name(&self) -> StrategyName {
+        match (self.strategy, self.budget) {
+            (Some(s), _) => s.into(),
+            (None, Some(_)) => StrategyName::Budget,
+            (None, None) => StrategyName::Ttc,
+        }
+    }
 }
 
 /// `--strategy` values.
@@ -79,11 +97,11 @@ impl From<StrategyArg> for StrategyName {
 }
 
 /// Where the plan's inputs came from, for the header and `--json`.
-struct Sources {
-    catalog: PathBuf,
-    snapshot: Option<Snapshot>,
+pub(crate) struct Sources {
+    pub catalog: PathBuf,
+    pub snapshot: Option<Snapshot>,
     /// Why there is no snapshot (no Redis configured, none in it).
-    no_snapshot: Option<String>,
+    pub no_snapshot: Option<String>,
 }
 
 pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
@@ -92,12 +110,8 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
         println!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
         return Ok(exit::OK);
     }
-    let name: StrategyName = match (a.strategy, a.budget) {
-        (Some(s), _) => s.into(),
-        (None, Some(_)) => StrategyName::Budget,
-        (None, None) => StrategyName::Ttc,
-    };
-    let strategy = name.strategy(a.budget).input()?;
+    let name = a.planner.strategy_name();
+    let strategy = name.strategy(a.planner.budget).input()?;
     let catalog_path = cfg.resources.clone().ok_or_else(|| CliError {
         code: exit::INPUT,
         error: anyhow::anyhow!(
@@ -112,18 +126,19 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     };
     let (wf, _, _) = load_workflow(&a.workflow, g.json, &skeleton)?;
     let sources = read_snapshot(&cfg, catalog_path).await?;
-    let planning = Planning::new(&wf, &catalog, &a.only, sources.snapshot.as_ref()).input()?;
+    let planning =
+        Planning::new(&wf, &catalog, &a.planner.only, sources.snapshot.as_ref()).input()?;
     let plan = planning.plan(strategy).input()?;
     let simulated = a.simulate.map(|runs| {
         let mut names = vec![StrategyName::Aimes, StrategyName::Ttc];
-        if a.budget.is_some() {
+        if a.planner.budget.is_some() {
             names.push(StrategyName::Budget);
         }
         names
             .into_iter()
             .map(|n| {
                 let result = n
-                    .strategy(a.budget)
+                    .strategy(a.planner.budget)
                     .and_then(|s| planning.plan(s))
                     .map(|p| {
                         let r = simulate_runs(
@@ -145,7 +160,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
         planning: &planning,
         plan: &plan,
         sources: &sources,
-        budget: a.budget,
+        budget: a.planner.budget,
     };
     if g.json {
         let mut v = report.json();
@@ -170,7 +185,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
 
 /// The merged bundle snapshots when a Redis URL is configured. An unreachable Redis is an
 /// error (no silent fallback); an empty one is a note.
-async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sources, CliError> {
+pub(crate) async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sources, CliError> {
     let Some(url) = &cfg.redis_url else {
         return Ok(Sources {
             catalog,

@@ -139,10 +139,12 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
     };
     let elapsed = Duration::from_millis(end.saturating_sub(meta.created_ms));
     let (rate, eta) = rate_and_eta(&counts, elapsed);
+    let decisions = s.decisions(&c).await.infra()?;
     if g.json {
         println!(
             "{}",
             serde_json::json!({
+                "decisions": super::output::decisions_json(&decisions),
                 "campaign": c.to_string(),
                 "name": meta.name,
                 "state": meta.state.as_str(),
@@ -191,11 +193,23 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
                     } else {
                         format!("{} job {}", v.record.resource, v.record.job_id)
                     },
-                    format!("{}/{}", v.load.busy_cores, v.record.cores),
-                    v.load.running.to_string(),
-                    v.heartbeat_age_ms
-                        .map(|a| format!("{:.1}s", a as f64 / 1000.0))
-                        .unwrap_or_else(|| "-".into()),
+                    // An ended pilot's last load and beat mean nothing any more.
+                    if v.record.state.is_final() {
+                        format!("-/{}", v.record.cores)
+                    } else {
+                        format!("{}/{}", v.load.busy_cores, v.record.cores)
+                    },
+                    if v.record.state.is_final() {
+                        "-".into()
+                    } else {
+                        v.load.running.to_string()
+                    },
+                    match v.heartbeat_age_ms {
+                        Some(a) if !v.record.state.is_final() => {
+                            format!("{:.1}s", a as f64 / 1000.0)
+                        }
+                        _ => "-".into(),
+                    },
                     v.record.log_path.clone(),
                 ]
             })
@@ -215,6 +229,15 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult {
                 &rows
             )
         );
+    }
+    // The manager's latest decisions about pilots, and why.
+    const SHOWN: usize = 8;
+    if !decisions.is_empty() {
+        println!("decisions (latest {}):", SHOWN.min(decisions.len()));
+        for (at, text) in &decisions[decisions.len().saturating_sub(SHOWN)..] {
+            let ago = Duration::from_millis(now_ms().saturating_sub(*at));
+            println!("  {} ago  {text}", format_duration(ago));
+        }
     }
     Ok(exit::OK)
 }

@@ -38,9 +38,15 @@ pub struct RunArgs {
     pub metrics: MetricsArgs,
 }
 
-/// Explicit pilot placement on catalog resources.
+/// Where pilots go: explicit placements on catalog resources, or the planner's choice.
 #[derive(clap::Args, Debug, Default)]
 pub struct PlacementArgs {
+    #[command(flatten)]
+    pub planner: super::plan::PlannerArgs,
+    /// With a planned campaign: seconds between checks of its progress against the plan
+    /// (pilots are added when it falls behind, queued ones canceled when not needed).
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    pub replan_interval: u64,
     /// A pilot on a catalog resource (repeat for several): RESOURCE[@QUEUE]:NODES:WALLTIME,
     /// walltime as seconds, MM:SS or HH:MM:SS, e.g. `localhost-slurm@debug:1:00:10:00`.
     /// Needs --resources. Replaces --pilots/--cores-per-pilot.
@@ -168,14 +174,17 @@ pub fn load_workflow(
     }
 }
 
-/// How the campaign runs: its pilots (local ones from --pilots/--cores-per-pilot, or the
-/// --pilot placements on catalog resources) and the rest of the configuration. Checks that
-/// every task fits some pilot's node, so nothing is submitted that can never run.
-fn options(
+/// How the campaign runs: its pilots and the rest of the configuration. Pilots are the
+/// `--pilot` placements on catalog resources; else, with a catalog and no `--pilots` /
+/// `--cores-per-pilot`, the planner's choice; else local pilots. Checks that every task fits
+/// some pilot's node, so nothing is submitted that can never run.
+async fn options(
     cfg: &Config,
     placement: &PlacementArgs,
+    local_asked: bool,
     wf: &Workflow,
     source_name: &str,
+    quiet: bool,
     json: bool,
 ) -> Result<CampaignOptions, CliError> {
     let catalog = cfg.catalog().input()?;
@@ -190,6 +199,7 @@ fn options(
         pilot_start_timeout_s: cfg.pilot_start_timeout_s,
         catalog_toml: None,
         catalog_dir: None,
+        plan: None,
     };
     let mut shapes = Vec::new();
     if let (Some(_), Some(path)) = (&catalog, &cfg.resources) {
@@ -226,6 +236,14 @@ fn options(
                 ),
             });
         }
+    } else if let (Some(catalog), false) = (&catalog, local_asked) {
+        // The planner checks that every task fits the resources it plans on.
+        let plan = plan_campaign(cfg, catalog, &placement.planner, wf, quiet || json).await?;
+        opts.pilots = crate::planner::pilot_requests(&plan, catalog).input()?;
+        opts.plan = Some(crate::campaign::PlanRecord::of(
+            &plan,
+            placement.replan_interval.max(1),
+        ));
     } else {
         shapes.push(crate::workflow::NodeShape {
             resource: "local".into(),
@@ -248,6 +266,70 @@ fn options(
         });
     }
     Ok(opts)
+}
+
+/// The planner's pilots for `wf` over the catalog (and the bundle snapshot in Redis when
+/// there is one). In embedded mode only the catalog's `local` resources can run pilots.
+async fn plan_campaign(
+    cfg: &Config,
+    catalog: &emanager_shared::catalog::Catalog,
+    args: &super::plan::PlannerArgs,
+    wf: &Workflow,
+    quiet: bool,
+) -> Result<crate::planner::Plan, CliError> {
+    use emanager_shared::catalog::AccessKind;
+    let mut only = args.only.clone();
+    if !cfg.distributed() {
+        let local: Vec<String> = catalog
+            .resources()
+            .filter(|r| r.access == AccessKind::Local)
+            .filter(|r| only.is_empty() || only.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        if local.is_empty() {
+            return Err(CliError {
+                code: exit::INPUT,
+                error: anyhow::anyhow!(
+                    "the catalog's batch resources run agents that must reach RabbitMQ and Redis: give --amqp-url and --redis-url, or add an `access = \"local\"` resource to plan on in embedded mode"
+                ),
+            });
+        }
+        only = local;
+    }
+    let path = cfg.resources.clone().unwrap_or_default();
+    let sources = super::plan::read_snapshot(cfg, path).await?;
+    let strategy = args.strategy_name().strategy(args.budget).input()?;
+    let planning =
+        crate::planner::Planning::new(wf, catalog, &only, sources.snapshot.as_ref()).input()?;
+    let plan = planning.plan(strategy).input()?;
+    if !quiet {
+        for note in planning.notes.iter().chain(&sources.no_snapshot) {
+            eprintln!("plan: note: {note}");
+        }
+        eprintln!(
+            "plan ({}): {} pilot(s), predicted time to completion {}, {:.1} core-hours requested",
+            plan.strategy.name(),
+            plan.pilots.len(),
+            crate::progress::format_duration(std::time::Duration::from_secs_f64(
+                plan.predicted_ttc_s.max(0.0)
+            )),
+            plan.core_hours_requested
+        );
+        for p in &plan.pilots {
+            eprintln!(
+                "plan:   {}@{} {} node(s) for {} (wait ~{}): {}",
+                p.resource,
+                p.queue,
+                p.nodes,
+                emanager_shared::access::timefmt::format_hms(p.walltime_s.ceil() as u64),
+                crate::progress::format_duration(std::time::Duration::from_secs_f64(
+                    p.predicted_wait_s.max(0.0)
+                )),
+                p.why
+            );
+        }
+    }
+    Ok(plan)
 }
 
 /// A `--pilot RESOURCE[@QUEUE]:NODES:WALLTIME` on the catalog, checked against the
@@ -354,10 +436,13 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
     let opts = options(
         &cfg,
         &a.placement,
+        a.pilots.is_some() || a.cores_per_pilot.is_some(),
         &wf,
         &a.workflow.display().to_string(),
+        g.quiet,
         g.json,
-    )?;
+    )
+    .await?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     a.metrics.start(&id).await?;
@@ -456,10 +541,13 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
     let opts = options(
         &cfg,
         &a.placement,
+        a.pilots.is_some() || a.cores_per_pilot.is_some(),
         &wf,
         &a.workflow.display().to_string(),
+        g.quiet,
         g.json,
-    )?;
+    )
+    .await?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)

@@ -25,6 +25,7 @@ struct Campaign {
     >,
     lease: Option<(String, u64)>,
     seq: u64,
+    decisions: std::collections::VecDeque<(u64, String)>,
 }
 
 #[derive(Default)]
@@ -314,6 +315,20 @@ impl StateStore for MemoryStore {
             }
         });
         Ok(())
+    }
+
+    async fn add_decision(&self, id: &CampaignId, at_ms: u64, text: &str) -> StoreResult<()> {
+        self.with(id, |c| {
+            c.decisions.push_back((at_ms, text.to_string()));
+            while c.decisions.len() > super::DECISIONS_KEPT {
+                c.decisions.pop_front();
+            }
+        });
+        Ok(())
+    }
+
+    async fn decisions(&self, id: &CampaignId) -> StoreResult<Vec<(u64, String)>> {
+        Ok(self.with(id, |c| c.decisions.iter().cloned().collect()))
     }
 
     async fn delete_campaign(&self, id: &CampaignId) -> StoreResult<()> {

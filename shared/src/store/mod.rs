@@ -31,6 +31,9 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Decisions kept per campaign (the oldest are dropped).
+pub const DECISIONS_KEPT: usize = 200;
+
 /// Heartbeat and registration facts the manager reads about a pilot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PilotView {
@@ -104,6 +107,12 @@ pub trait StateStore: Send + Sync {
     /// Takes or renews the campaign's manager lease for `holder`; `false` if another holds it.
     async fn acquire_lease(&self, c: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool>;
     async fn release_lease(&self, c: &CampaignId, holder: &str) -> StoreResult<()>;
+
+    /// Appends a decision of the campaign's manager (a pilot added, canceled, replaced, and
+    /// why) to the campaign's log, which keeps the last [`DECISIONS_KEPT`].
+    async fn add_decision(&self, c: &CampaignId, at_ms: u64, text: &str) -> StoreResult<()>;
+    /// The campaign's decisions, oldest first: `(ms since the epoch, text)`.
+    async fn decisions(&self, c: &CampaignId) -> StoreResult<Vec<(u64, String)>>;
 
     /// Removes every key of the campaign.
     async fn delete_campaign(&self, c: &CampaignId) -> StoreResult<()>;

@@ -34,6 +34,9 @@ fn k_alive(c: &CampaignId, p: &PilotId) -> String {
 fn k_lease(c: &CampaignId) -> String {
     format!("em:{{{c}}}:lease")
 }
+fn k_decisions(c: &CampaignId) -> String {
+    format!("em:{{{c}}}:decisions")
+}
 
 /// `local legal = { [from] = {[to]=true, ...}, ... }` from a state machine's table; `key`
 /// renders a state as a Lua table key.
@@ -798,6 +801,41 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
+    async fn add_decision(&self, c: &CampaignId, at_ms: u64, text: &str) -> StoreResult<()> {
+        let () = redis::pipe()
+            .atomic()
+            .cmd("RPUSH")
+            .arg(k_decisions(c))
+            .arg(format!("{at_ms} {text}"))
+            .ignore()
+            .cmd("LTRIM")
+            .arg(k_decisions(c))
+            .arg(-(super::DECISIONS_KEPT as i64))
+            .arg(-1)
+            .ignore()
+            .query_async(&mut self.con())
+            .await
+            .map_err(|e| op_err("add decision", e))?;
+        Ok(())
+    }
+
+    async fn decisions(&self, c: &CampaignId) -> StoreResult<Vec<(u64, String)>> {
+        let rows: Vec<String> = redis::cmd("LRANGE")
+            .arg(k_decisions(c))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.con())
+            .await
+            .map_err(|e| op_err("read decisions", e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r.split_once(' ') {
+                Some((ts, text)) => (ts.parse().unwrap_or(0), text.to_string()),
+                None => (0, r),
+            })
+            .collect())
+    }
+
     async fn delete_campaign(&self, c: &CampaignId) -> StoreResult<()> {
         let mut con = self.con();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
@@ -818,6 +856,7 @@ impl StateStore for RedisStore {
             .arg(k_events(c))
             .arg(k_pilots(c))
             .arg(k_lease(c))
+            .arg(k_decisions(c))
             .ignore()
             .cmd("SREM")
             .arg(CAMPAIGNS_KEY)
