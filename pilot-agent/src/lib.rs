@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod discovery;
 pub mod executor;
+pub mod fairshare;
 pub mod launch;
 pub mod metrics;
 pub mod reporter;
