@@ -122,6 +122,7 @@ async fn one_run(mode: Mode, toml: &str, cores: u32) -> anyhow::Result<Run> {
         pilot_start_timeout_s: 60,
         catalog_toml: None,
         catalog_dir: None,
+        pool: None,
     };
     let id = CampaignId::random();
     campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts).await?;

@@ -153,6 +153,7 @@ impl Campaign {
             pilot_start_timeout_s: 60,
             catalog_toml: None,
             catalog_dir: None,
+            pool: None,
         };
         let id = CampaignId::random();
         campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)

@@ -4,6 +4,7 @@
 use crate::workflow::{self, Format, Workflow};
 use anyhow::Context;
 use emanager_shared::model::CampaignMeta;
+use emanager_shared::pool::PoolName;
 use emanager_shared::store::StateStore;
 use emanager_shared::{now_ms, CampaignId, CampaignState, TaskRecord, TaskState};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,18 @@ pub struct CampaignOptions {
     /// The folder the catalog was read from (its relative template paths start there).
     #[serde(default)]
     pub catalog_dir: Option<PathBuf>,
+    /// The pool whose agents serve the campaign (`--pool`), besides its own pilots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolAttachment>,
+}
+
+/// A campaign's place in a pool: the pool, and its weight against the pool's other
+/// campaigns (two campaigns with weights 2 and 1 get ~2/3 and ~1/3 of the pool's cores while
+/// both have work waiting).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolAttachment {
+    pub name: PoolName,
+    pub weight: f64,
 }
 
 impl Default for CampaignOptions {
@@ -116,6 +129,7 @@ impl Default for CampaignOptions {
             pilot_start_timeout_s: 60,
             catalog_toml: None,
             catalog_dir: None,
+            pool: None,
         }
     }
 }

@@ -126,6 +126,8 @@ struct PilotSlot {
     reason: String,
     /// Asked to drain because no work is left for it.
     released: bool,
+    /// Registered by a pool agent: shared with other campaigns, never released as idle.
+    pool: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -326,6 +328,13 @@ impl Driver {
         interrupt: &mut Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> anyhow::Result<Ending> {
         self.store.ensure_event_group(&self.c, EVENT_GROUP).await?;
+        if let Some(p) = &self.opts.pool {
+            // Idempotent: a resumed campaign attaches again (with the weight it was given).
+            self.store
+                .attach_to_pool(&p.name, &self.c, p.weight)
+                .await?;
+            tracing::info!(pool = %p.name, weight = p.weight, "attached to pool");
+        }
         self.load_state().await?;
         self.adopt_pilots().await?;
         self.launch_missing_pilots().await?;
@@ -469,6 +478,7 @@ impl Driver {
                 slot.launch = self.sites.watch(&v.record.resource, &v.record.job_id);
             }
             slot.registered = v.record.state == PilotState::Active;
+            slot.pool = !v.record.pool.is_empty();
             slot.cores = v.record.cores;
             slot.node_cores = v.record.cores / v.record.nodes.max(1);
             slot.gpus = v.record.gpus;
@@ -912,6 +922,7 @@ impl Driver {
             if v.record.state == PilotState::Active && !slot.registered {
                 slot.registered = true;
                 slot.state = PilotState::Active;
+                slot.pool = !v.record.pool.is_empty();
                 slot.cores = v.record.cores;
                 slot.node_cores = v.record.cores / v.record.nodes.max(1);
                 slot.gpus = v.record.gpus;
@@ -1055,7 +1066,7 @@ impl Driver {
                     tracing::info!(replacing = %id, "starting a replacement pilot");
                     self.launch(req).await?;
                 }
-                _ if live == 0 => anyhow::bail!(
+                _ if live == 0 && self.opts.pool.is_none() => anyhow::bail!(
                     "every pilot is gone and the replacement budget ({}) is used up; last loss: {why}. Resume with `emanager resume {}` once the cause is fixed",
                     self.opts.max_pilot_replacements,
                     self.c
@@ -1070,7 +1081,8 @@ impl Driver {
     /// the reasons instead of waiting forever.
     fn require_some_pilot(&self) -> anyhow::Result<()> {
         let live = self.pilots.values().any(|p| !p.state.is_final());
-        if live || self.all_final() || self.pilots.is_empty() {
+        // A pool's agents come and go: wait for the next one.
+        if live || self.all_final() || self.pilots.is_empty() || self.opts.pool.is_some() {
             return Ok(());
         }
         let reasons: Vec<String> = self
@@ -1098,7 +1110,7 @@ impl Driver {
         let idle: Vec<(PilotId, bool)> = self
             .pilots
             .iter()
-            .filter(|(_, p)| !p.state.is_final() && !p.released && p.bound.is_empty())
+            .filter(|(_, p)| !p.state.is_final() && !p.released && !p.pool && p.bound.is_empty())
             .map(|(id, p)| (*id, p.registered))
             .collect();
         // Nothing bound anywhere means every task is final: `finish` shuts everything down.
@@ -1159,6 +1171,7 @@ impl Driver {
     }
 
     async fn cancel_everything(&mut self) -> anyhow::Result<()> {
+        self.leave_pool().await?;
         let open: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| !self.tasks[i].state.is_final())
             .collect();
@@ -1304,6 +1317,7 @@ impl Driver {
 
     /// Every task is final: stop the pilots and close the campaign.
     async fn finish(&mut self) -> anyhow::Result<()> {
+        self.leave_pool().await?;
         self.shutdown_pilots().await;
         let state = if self.counts.failed > 0 || self.counts.canceled > 0 {
             CampaignState::Failed
@@ -1311,6 +1325,16 @@ impl Driver {
             CampaignState::Done
         };
         self.store.set_campaign_state(&self.c, state).await?;
+        Ok(())
+    }
+
+    /// Detaches the campaign from its pool before its pilots are shut down, so the pool's
+    /// agents do not attach to it again meanwhile.
+    async fn leave_pool(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &self.opts.pool {
+            self.store.detach_from_pool(&p.name, &self.c).await?;
+            tracing::info!(pool = %p.name, "detached from pool");
+        }
         Ok(())
     }
 
@@ -1456,5 +1480,6 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         done: 0,
         reason: String::new(),
         released: false,
+        pool: false,
     }
 }

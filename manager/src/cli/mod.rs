@@ -3,6 +3,7 @@
 
 mod agents;
 mod output;
+mod pool;
 mod read;
 mod run;
 

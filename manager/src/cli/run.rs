@@ -33,6 +33,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub placement: PlacementArgs,
     #[command(flatten)]
+    pub pool: super::pool::PoolArgs,
+    #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -105,6 +107,8 @@ pub struct SubmitArgs {
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub pool: super::pool::PoolArgs,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     // Passed on to the background manager (`emanager resume --metrics-addr`).
@@ -190,6 +194,7 @@ fn options(
         pilot_start_timeout_s: cfg.pilot_start_timeout_s,
         catalog_toml: None,
         catalog_dir: None,
+        pool: None,
     };
     let mut shapes = Vec::new();
     if let (Some(_), Some(path)) = (&catalog, &cfg.resources) {
@@ -226,7 +231,8 @@ fn options(
                 ),
             });
         }
-    } else {
+    } else if cfg.pilots > 0 {
+        // (With a pool and no local pilot, the pool's agents' shapes are not known here.)
         shapes.push(crate::workflow::NodeShape {
             resource: "local".into(),
             cores: cfg.cores_per_pilot,
@@ -346,18 +352,19 @@ fn print_config(cfg: &Config) -> CliResult {
 }
 
 pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
-    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
     if g.print_config {
         return print_config(&cfg);
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
-    let opts = options(
+    let mut opts = options(
         &cfg,
         &a.placement,
         &wf,
         &a.workflow.display().to_string(),
         g.json,
     )?;
+    a.pool.apply(&mut opts);
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     a.metrics.start(&id).await?;
@@ -370,10 +377,11 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
             None => "embedded (in-process broker and state store)".to_string(),
         };
         eprintln!(
-            "campaign {id} · {} · {} tasks · {} · {mode}",
+            "campaign {id} · {} · {} tasks · {}{} · {mode}",
             wf.name,
             wf.tasks.len(),
-            pilots_line(&opts.pilots)
+            pilots_line(&opts.pilots),
+            super::pool::describe(&opts)
         );
     }
     drive_and_report(g, &cfg, &services, id, wf, opts).await
@@ -440,7 +448,7 @@ async fn drive_and_report(
 }
 
 pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
-    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
     if g.print_config {
         return print_config(&cfg);
     }
@@ -453,13 +461,14 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
         });
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
-    let opts = options(
+    let mut opts = options(
         &cfg,
         &a.placement,
         &wf,
         &a.workflow.display().to_string(),
         g.json,
     )?;
+    a.pool.apply(&mut opts);
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)
