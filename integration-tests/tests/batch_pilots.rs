@@ -400,7 +400,7 @@ est_duration_s = 3
         .filter(|t| t["pilot"].as_str().is_some_and(|p| slurm_id.starts_with(p)))
         .count();
     assert!(
-        on_slurm >= 5 && on_slurm < 36,
+        (5..36).contains(&on_slurm),
         "{on_slurm} tasks on the SLURM pilot"
     );
     cleanup(&c).await;
