@@ -23,14 +23,10 @@ use std::time::Duration;
 ///   pilot-agent --pool site-a --cores 64 --amqp-url ... --redis-url ...   # kept warm by ops
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("serves").args(["campaign", "pool"])))]
 struct Args {
     /// Campaign to work for.
-    #[arg(
-        long,
-        env = "EMANAGER_CAMPAIGN",
-        required_unless_present = "pool",
-        conflicts_with = "pool"
-    )]
+    #[arg(long, env = "EMANAGER_CAMPAIGN")]
     campaign: Option<CampaignId>,
     /// Serve every campaign attached to this pool (`emanager run|submit --pool NAME`),
     /// sharing the cores between them by their weights; the agent outlives the campaigns.
@@ -177,6 +173,15 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
+    if args.campaign.is_none() && args.pool.is_none() {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give --campaign ID (the agent of one campaign) or --pool NAME (an agent serving every campaign of a pool)",
+            )
+            .exit();
+    }
     if args.workdir.is_relative() {
         args.workdir = absolute(&args.workdir);
     }

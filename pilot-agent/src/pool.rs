@@ -10,7 +10,8 @@
 //! and the agent goes on serving the pool. SIGTERM drains every lane and removes the agent
 //! from the registry.
 
-use crate::agent::core_loop::{self, CoreMsg, LaneEnded, Load};
+use crate::agent::core_loop::{self, CoreMsg};
+use crate::agent::lane::{LaneEnded, Load};
 use crate::agent::{
     core_settings, drain_triggers, register, AgentConfig, AgentSummary, LaneHandles, LaneIo,
 };
@@ -113,7 +114,7 @@ pub async fn run_pool(
                     tracing::warn!(error = %e, "pool heartbeat failed");
                 }
                 beats += 1;
-                if beats.is_multiple_of(300) {
+                if beats.is_multiple_of(30) {
                     sup.remove_stale_agents().await;
                 }
             }

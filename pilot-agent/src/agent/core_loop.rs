@@ -6,19 +6,17 @@
 //! loses lanes as campaigns attach to and leave its pool, and starts the next task from the
 //! waiting lane with the lowest fair-share usage per weight (`crate::fairshare`).
 
+use super::lane::{Lane, LaneEnded};
 use super::AgentSummary;
 use crate::executor::{self, RunOutcome};
 use crate::fairshare::FairShare;
 use crate::launch::Launch;
-use crate::reporter::Reporter;
 use crate::scheduler::{NodeSpec, Request, Scheduler, Slots};
 use emanager_shared::catalog::LaunchMethod;
 use emanager_shared::protocol::Message;
-use emanager_shared::{now_ms, BoundTask, CampaignId, PilotId, TaskId, TaskState, Transition};
-use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use emanager_shared::{now_ms, BoundTask, CampaignId, TaskId, TaskState, Transition};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -45,119 +43,6 @@ pub(crate) enum CoreMsg {
     /// Stop taking work for every campaign; finish what runs, return the rest.
     Drain(String),
     Tick,
-}
-
-/// The lane's counters the heartbeat reports.
-#[derive(Default)]
-pub(crate) struct Load {
-    pub busy_cores: AtomicU32,
-    pub running: AtomicU32,
-    pub queued: AtomicU32,
-}
-
-/// One campaign the agent serves: its pilot identity, its reporter, and its tasks waiting
-/// for cores.
-pub(crate) struct Lane {
-    pub campaign: CampaignId,
-    pub pilot: PilotId,
-    weight: f64,
-    reporter: Reporter,
-    load: Arc<Load>,
-    /// Tells the lane's consumer how many tasks wait (it pauses past a limit).
-    pending_tx: watch::Sender<usize>,
-    stop_consuming: watch::Sender<bool>,
-    /// Sandboxes go below `<workdir>/<campaign>/`.
-    workdir: PathBuf,
-    pending: VecDeque<BoundTask>,
-    /// Why the lane takes no more work (it ends once nothing of it runs or waits).
-    stopping: Option<String>,
-    busy_cores: u32,
-    running: u32,
-    summary: AgentSummary,
-}
-
-/// The other ends of a lane's channels, for the tasks that feed it.
-pub(crate) struct LaneFeeds {
-    pub load: Arc<Load>,
-    pub pending: watch::Receiver<usize>,
-    pub stop_consuming: watch::Receiver<bool>,
-}
-
-impl Lane {
-    pub fn new(
-        campaign: CampaignId,
-        pilot: PilotId,
-        weight: f64,
-        reporter: Reporter,
-        workdir: &std::path::Path,
-    ) -> (Lane, LaneFeeds) {
-        let load = Arc::new(Load::default());
-        let (pending_tx, pending_rx) = watch::channel(0usize);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let lane = Lane {
-            campaign,
-            pilot,
-            weight,
-            reporter,
-            load: load.clone(),
-            pending_tx,
-            stop_consuming: stop_tx,
-            workdir: workdir.join(campaign.to_string()),
-            pending: VecDeque::new(),
-            stopping: None,
-            busy_cores: 0,
-            running: 0,
-            summary: AgentSummary::default(),
-        };
-        let feeds = LaneFeeds {
-            load,
-            pending: pending_rx,
-            stop_consuming: stop_rx,
-        };
-        (lane, feeds)
-    }
-
-    /// The counters the lane's heartbeat reports.
-    pub fn load(&self) -> Arc<Load> {
-        self.load.clone()
-    }
-
-    fn stop(&mut self, why: &str) {
-        if self.stopping.is_none() {
-            self.stopping = Some(why.to_string());
-        }
-    }
-
-    /// Hands a task back to the manager (it becomes READY and is bound again).
-    fn return_task(&mut self, t: &BoundTask, why: &str) {
-        self.summary.returned += 1;
-        crate::metrics::get().returned.inc();
-        crate::metrics::get().forget(t.spec.id);
-        self.reporter.send(
-            Transition {
-                pilot: Some(None),
-                ..Transition::new(t.spec.id, t.attempt, TaskState::Ready)
-            }
-            .with_reason(why),
-        );
-    }
-
-    fn fail_task(&mut self, t: &BoundTask, why: String) {
-        self.summary.failed += 1;
-        crate::metrics::get().failed.inc();
-        self.reporter.send(
-            Transition::new(t.spec.id, t.attempt, TaskState::Failed)
-                .with_reason(why)
-                .failure(),
-        );
-    }
-}
-
-/// A lane ended: every task of it finished or was returned.
-pub(crate) struct LaneEnded {
-    pub campaign: CampaignId,
-    pub pilot: PilotId,
-    pub summary: AgentSummary,
 }
 
 /// How the core runs.
@@ -571,8 +456,8 @@ impl Core {
                 match self.sched.place(&request_of(&lane.pending[i])) {
                     Some(slots) => {
                         let t = lane.pending.remove(i).expect("index is valid");
-                        let cores = slots.core_count();
-                        start_task(&t, slots, lane, &self.launch, &self.tx, &mut self.running);
+                        let cores =
+                            start_task(&t, slots, lane, &self.launch, &self.tx, &mut self.running);
                         if let Some(f) = self.fair.as_mut() {
                             f.started(c, cores, now);
                         }
@@ -616,6 +501,8 @@ impl Core {
     }
 }
 
+/// Starts `t` on `slots`; returns the cores its process holds (none when it could not
+/// start: its failure is already on its way to the core).
 fn start_task(
     t: &BoundTask,
     slots: Slots,
@@ -623,7 +510,7 @@ fn start_task(
     launch: &Launch,
     tx: &mpsc::UnboundedSender<CoreMsg>,
     running: &mut HashMap<TaskId, RunningTask>,
-) {
+) -> u32 {
     let id = t.spec.id;
     let attempt = t.attempt;
     let campaign = lane.campaign;
@@ -647,6 +534,7 @@ fn start_task(
                     killed_for: None,
                 },
             );
+            0
         }
         Ok(run) => {
             lane.reporter
@@ -679,6 +567,7 @@ fn start_task(
                 }
                 .instrument(span),
             );
+            cores
         }
     }
 }

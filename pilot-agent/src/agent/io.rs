@@ -2,7 +2,8 @@
 //! AGENT_QUEUED before it acknowledges), the consumer of its control queue, and its
 //! heartbeat. Each talks to the core through its channel.
 
-use super::core_loop::{CoreMsg, Load};
+use super::core_loop::CoreMsg;
+use super::lane::Load;
 use super::AgentConfig;
 use emanager_shared::broker::{Broker, QueueKind};
 use emanager_shared::model::PilotLoad;

@@ -8,16 +8,18 @@
 
 pub(crate) mod core_loop;
 mod io;
+pub(crate) mod lane;
 
 use crate::reporter;
 use crate::scheduler::NodeSpec;
-use core_loop::{CoreMsg, CoreSettings, Lane, LaneEnded, LaneFeeds};
+use core_loop::{CoreMsg, CoreSettings};
 use emanager_shared::broker::Broker;
 use emanager_shared::catalog::LaunchMethod;
 use emanager_shared::model::{PilotLoad, PilotRecord};
 use emanager_shared::pool::PoolName;
 use emanager_shared::store::StateStore;
 use emanager_shared::{now_ms, CampaignId, PilotId, PilotState};
+use lane::{Lane, LaneEnded, LaneFeeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
