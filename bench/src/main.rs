@@ -120,9 +120,7 @@ async fn one_run(mode: Mode, toml: &str, cores: u32) -> anyhow::Result<Run> {
         workdir: workdir.clone(),
         max_pilot_replacements: 0,
         pilot_start_timeout_s: 60,
-        catalog_toml: None,
-        catalog_dir: None,
-        plan: None,
+        ..CampaignOptions::default()
     };
     let id = CampaignId::random();
     campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts).await?;

@@ -243,9 +243,7 @@ impl Campaign {
             workdir: workdir.path().to_path_buf(),
             max_pilot_replacements: 0,
             pilot_start_timeout_s: 60,
-            catalog_toml: None,
-            catalog_dir: None,
-            plan: None,
+            ..CampaignOptions::default()
         };
         let id = CampaignId::random();
         campaign::create(store.as_ref(), id, &wf, toml, Format::Toml, &opts)

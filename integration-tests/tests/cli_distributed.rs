@@ -94,15 +94,11 @@ fn embedded_quickstart_report(workdir: &Path) -> Value {
     let text = std::fs::read_to_string(repo().join("examples/quickstart.toml")).unwrap();
     let wf = workflow::parse_str(&text, Format::Toml, "quickstart.toml").unwrap();
     let services = emanager::services::Services::embedded();
+    // What `run` records without flags: the defaults, one local pilot of every core.
     let opts = CampaignOptions {
         pilots: vec![PilotRequest::local(pilot_agent::discovery::local_cores())],
-        lookahead_s: 2.0,
-        heartbeat_ms: 1000,
         workdir: workdir.to_path_buf(),
-        max_pilot_replacements: 2,
-        pilot_start_timeout_s: 60,
-        catalog_toml: None,
-        catalog_dir: None,
+        ..CampaignOptions::default()
     };
     let c = CampaignId::random();
     let rt = tokio::runtime::Runtime::new().unwrap();

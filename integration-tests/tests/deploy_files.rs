@@ -112,6 +112,7 @@ fn units_and_batch_templates_use_flags_the_agent_has() {
     let help = String::from_utf8_lossy(&help.stdout).to_string();
     for file in [
         "systemd/pilot-agent@.service",
+        "systemd/pilot-agent-pool@.service",
         "templates/agent.sbatch",
         "templates/agent.qsub",
     ] {
@@ -131,6 +132,8 @@ fn units_and_batch_templates_use_flags_the_agent_has() {
     }
     let unit = deploy("systemd/pilot-agent@.service");
     assert!(unit.contains("--campaign %i") && unit.contains("KillSignal=SIGTERM"));
+    let pool_unit = deploy("systemd/pilot-agent-pool@.service");
+    assert!(pool_unit.contains("--pool %i") && pool_unit.contains("KillSignal=SIGTERM"));
     let bundle = deploy("systemd/bundle-service.service");
     for flag in ["--catalog", "--listen", "--redis-url"] {
         assert!(bundle.contains(flag), "bundle-service.service lacks {flag}");

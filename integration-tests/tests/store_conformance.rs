@@ -326,3 +326,77 @@ async fn campaigns_are_listed_and_deleted() {
         assert!(!s.list_campaigns().await.unwrap().contains(&c), "{name}");
     }
 }
+
+#[tokio::test]
+async fn a_pool_registry_keeps_campaign_weights_and_agent_entries() {
+    use emanager_shared::pool::{PoolAgent, PoolLane, PoolName};
+    for (name, s) in stores().await {
+        let pool: PoolName = format!("conformance-{}", PilotId::random().short())
+            .parse()
+            .unwrap();
+        let (a, b) = (CampaignId::random(), CampaignId::random());
+        s.attach_to_pool(&pool, &a, 2.0).await.unwrap();
+        s.attach_to_pool(&pool, &b, 1.0).await.unwrap();
+        s.attach_to_pool(&pool, &b, 0.5).await.unwrap(); // a new weight
+        let mut got: Vec<(CampaignId, f64)> = s
+            .pool_campaigns(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.campaign, p.weight))
+            .collect();
+        got.sort_by_key(|p| p.0);
+        let mut want = vec![(a, 2.0), (b, 0.5)];
+        want.sort_by_key(|p| p.0);
+        assert_eq!(got, want, "{name}");
+        s.detach_from_pool(&pool, &a).await.unwrap();
+        assert_eq!(s.pool_campaigns(&pool).await.unwrap().len(), 1, "{name}");
+
+        let agent = PoolAgent {
+            id: PilotId::random(),
+            state: "ACTIVE".into(),
+            resource: "local".into(),
+            job_id: String::new(),
+            host: "h".into(),
+            pid: 7,
+            nodes: 1,
+            cores: 3,
+            gpus: 0,
+            mem_mb: 1024,
+            busy_cores: 2,
+            version: "v".into(),
+            log_path: String::new(),
+            started_ms: now_ms(),
+            beat_ms: now_ms(),
+            ttl_ms: 1500,
+            lanes: vec![PoolLane {
+                campaign: b,
+                pilot: PilotId::random(),
+                weight: 0.5,
+                busy_cores: 2,
+                queued: 4,
+            }],
+        };
+        s.put_pool_agent(&pool, &agent).await.unwrap();
+        assert_eq!(
+            s.pool_agents(&pool).await.unwrap(),
+            vec![agent.clone()],
+            "{name}"
+        );
+        assert!(s.list_pools().await.unwrap().contains(&pool), "{name}");
+        assert!(agent.alive(now_ms()) && !agent.alive(now_ms() + 5_000));
+        s.remove_pool_agent(&pool, &agent.id).await.unwrap();
+        assert!(s.pool_agents(&pool).await.unwrap().is_empty(), "{name}");
+        s.detach_from_pool(&pool, &b).await.unwrap();
+        if name == "redis" {
+            let client = redis::Client::open(integration_tests::redis_url()).unwrap();
+            let mut con = client.get_multiplexed_async_connection().await.unwrap();
+            let _: i64 = redis::cmd("SREM")
+                .arg("em:pools")
+                .arg(pool.as_str())
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use crate::workflow::{self, Format, Workflow};
 use anyhow::Context;
 use emanager_shared::model::CampaignMeta;
+use emanager_shared::pool::PoolName;
 use emanager_shared::store::StateStore;
 use emanager_shared::{now_ms, CampaignId, CampaignState, TaskRecord, TaskState};
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,9 @@ pub struct CampaignOptions {
     /// steers by and `report --vs-plan` compares with.
     #[serde(default)]
     pub plan: Option<PlanRecord>,
+    /// The pool whose agents serve the campaign (`--pool`), besides its own pilots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolAttachment>,
 }
 
 /// What a campaign keeps of its plan.
@@ -168,6 +172,15 @@ impl PlanRecord {
     }
 }
 
+/// A campaign's place in a pool: the pool, and its weight against the pool's other
+/// campaigns (two campaigns with weights 2 and 1 get ~2/3 and ~1/3 of the pool's cores while
+/// both have work waiting).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PoolAttachment {
+    pub name: PoolName,
+    pub weight: f64,
+}
+
 impl Default for CampaignOptions {
     fn default() -> Self {
         CampaignOptions {
@@ -180,6 +193,7 @@ impl Default for CampaignOptions {
             catalog_toml: None,
             catalog_dir: None,
             plan: None,
+            pool: None,
         }
     }
 }

@@ -130,6 +130,25 @@ impl Config {
         pilots: Option<u32>,
         cores_per_pilot: Option<u32>,
     ) -> anyhow::Result<Config> {
+        Self::resolve_for(g, pilots, cores_per_pilot, false)
+    }
+
+    /// As [`Config::resolve`], for a campaign served by a pool's agents: it starts local
+    /// pilots only when `--pilots` asks (none by default, and none from the file).
+    pub fn resolve_for_pool(
+        g: &GlobalArgs,
+        pilots: Option<u32>,
+        cores_per_pilot: Option<u32>,
+    ) -> anyhow::Result<Config> {
+        Self::resolve_for(g, pilots, cores_per_pilot, true)
+    }
+
+    fn resolve_for(
+        g: &GlobalArgs,
+        pilots: Option<u32>,
+        cores_per_pilot: Option<u32>,
+        pool: bool,
+    ) -> anyhow::Result<Config> {
         let (file, path) = read_file(g.config.as_deref())?;
         // A catalog named in the file is relative to the file, not to the working directory.
         let file_dir = path
@@ -158,7 +177,11 @@ impl Config {
                 .clone()
                 .or(file.workdir)
                 .unwrap_or_else(|| PathBuf::from("emanager-runs")),
-            pilots: pilots.or(file.pilots).unwrap_or(1),
+            pilots: if pool {
+                pilots.unwrap_or(0)
+            } else {
+                pilots.or(file.pilots).unwrap_or(1)
+            },
             cores_per_pilot: cores_per_pilot
                 .or(file.cores_per_pilot)
                 .unwrap_or_else(pilot_agent::discovery::local_cores),
@@ -174,8 +197,8 @@ impl Config {
             max_pilot_replacements: file.max_pilot_replacements.unwrap_or(2),
             resources,
         };
-        if cfg.pilots == 0 {
-            anyhow::bail!("--pilots must be at least 1");
+        if cfg.pilots == 0 && !pool {
+            anyhow::bail!("--pilots must be at least 1 (or run on a pool's agents with --pool)");
         }
         if cfg.cores_per_pilot == 0 {
             anyhow::bail!("--cores-per-pilot must be at least 1");
@@ -308,6 +331,21 @@ mod tests {
             cfg.redis_url.as_deref(),
             Some(emanager_shared::DEFAULT_REDIS_URL)
         );
+    }
+
+    #[test]
+    fn a_pool_campaign_starts_no_local_pilot_unless_asked() {
+        let (_d, p) = file_with("pilots = 3\n");
+        let g = GlobalArgs {
+            config: Some(p),
+            ..Default::default()
+        };
+        assert_eq!(Config::resolve_for_pool(&g, None, None).unwrap().pilots, 0);
+        assert_eq!(
+            Config::resolve_for_pool(&g, Some(2), None).unwrap().pilots,
+            2
+        );
+        assert!(Config::resolve(&g, Some(0), None).is_err());
     }
 
     #[test]

@@ -130,6 +130,8 @@ struct PilotSlot {
     released: bool,
     /// When it was last asked to give back queued tasks for an idle pilot.
     asked_to_return: Option<Instant>,
+    /// Registered by a pool agent: shared with other campaigns, never released as idle.
+    pool: bool,
 }
 
 #[derive(PartialEq, Eq)]
@@ -343,6 +345,13 @@ impl Driver {
         interrupt: &mut Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> anyhow::Result<Ending> {
         self.store.ensure_event_group(&self.c, EVENT_GROUP).await?;
+        if let Some(p) = &self.opts.pool {
+            // Idempotent: a resumed campaign attaches again (with the weight it was given).
+            self.store
+                .attach_to_pool(&p.name, &self.c, p.weight)
+                .await?;
+            tracing::info!(pool = %p.name, weight = p.weight, "attached to pool");
+        }
         self.load_state().await?;
         self.adopt_pilots().await?;
         self.launch_missing_pilots().await?;
@@ -509,6 +518,7 @@ impl Driver {
                 slot.launch = self.sites.watch(&v.record.resource, &v.record.job_id);
             }
             slot.registered = v.record.state == PilotState::Active;
+            slot.pool = !v.record.pool.is_empty();
             slot.cores = v.record.cores;
             slot.node_cores = v.record.cores / v.record.nodes.max(1);
             slot.gpus = v.record.gpus;
@@ -1082,6 +1092,7 @@ impl Driver {
             if v.record.state == PilotState::Active && !slot.registered {
                 slot.registered = true;
                 slot.state = PilotState::Active;
+                slot.pool = !v.record.pool.is_empty();
                 slot.cores = v.record.cores;
                 slot.node_cores = v.record.cores / v.record.nodes.max(1);
                 slot.gpus = v.record.gpus;
@@ -1280,7 +1291,8 @@ impl Driver {
     /// with the reasons instead of waiting forever.
     async fn ensure_a_pilot(&mut self) -> anyhow::Result<()> {
         let live = self.pilots.values().any(|p| !p.state.is_final());
-        if live || self.all_final() || self.pilots.is_empty() {
+        // A pool's agents come and go: wait for the next one.
+        if live || self.all_final() || self.pilots.is_empty() || self.opts.pool.is_some() {
             return Ok(());
         }
         let last = self
@@ -1323,7 +1335,7 @@ impl Driver {
         let idle: Vec<(PilotId, bool)> = self
             .pilots
             .iter()
-            .filter(|(_, p)| !p.state.is_final() && !p.released && p.bound.is_empty())
+            .filter(|(_, p)| !p.state.is_final() && !p.released && !p.pool && p.bound.is_empty())
             .map(|(id, p)| (*id, p.registered))
             .collect();
         // Nothing bound anywhere means every task is final: `finish` shuts everything down.
@@ -1371,6 +1383,7 @@ impl Driver {
     }
 
     async fn cancel_everything(&mut self) -> anyhow::Result<()> {
+        self.leave_pool().await?;
         let open: Vec<usize> = (0..self.tasks.len())
             .filter(|&i| !self.tasks[i].state.is_final())
             .collect();
@@ -1617,6 +1630,7 @@ impl Driver {
 
     /// Every task is final: stop the pilots and close the campaign.
     async fn finish(&mut self) -> anyhow::Result<()> {
+        self.leave_pool().await?;
         self.shutdown_pilots().await;
         let state = if self.counts.failed > 0 || self.counts.canceled > 0 {
             CampaignState::Failed
@@ -1624,6 +1638,16 @@ impl Driver {
             CampaignState::Done
         };
         self.store.set_campaign_state(&self.c, state).await?;
+        Ok(())
+    }
+
+    /// Detaches the campaign from its pool before its pilots are shut down, so the pool's
+    /// agents do not attach to it again meanwhile.
+    async fn leave_pool(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = &self.opts.pool {
+            self.store.detach_from_pool(&p.name, &self.c).await?;
+            tracing::info!(pool = %p.name, "detached from pool");
+        }
         Ok(())
     }
 
@@ -1782,5 +1806,6 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         reason: String::new(),
         released: false,
         asked_to_return: None,
+        pool: false,
     }
 }

@@ -20,9 +20,7 @@ fn options(workdir: &std::path::Path, cores: u32) -> CampaignOptions {
         workdir: workdir.to_path_buf(),
         max_pilot_replacements: 0,
         pilot_start_timeout_s: 30,
-        catalog_toml: None,
-        catalog_dir: None,
-        plan: None,
+        ..CampaignOptions::default()
     }
 }
 

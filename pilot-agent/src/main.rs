@@ -5,27 +5,38 @@ use clap::Parser;
 use emanager_shared::access::allocation::BatchSystem;
 use emanager_shared::broker::AmqpBroker;
 use emanager_shared::catalog::LaunchMethod;
+use emanager_shared::pool::PoolName;
 use emanager_shared::store::RedisStore;
 use emanager_shared::{CampaignId, PilotId};
 use pilot_agent::discovery::{self, Overrides};
-use pilot_agent::AgentConfig;
+use pilot_agent::{AgentConfig, PoolConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// EManager pilot agent: runs inside an allocation and executes the tasks the manager binds
-/// to its pilot.
+/// to its pilot, for one campaign (--campaign) or for every campaign of a pool (--pool).
 ///
 /// Example:
 ///   pilot-agent --campaign 3f0c...e1 --cores 16 --workdir /scratch/em \
 ///     --amqp-url amqp://guest:guest@broker:5672/%2f --redis-url redis://state:6379/
+///   pilot-agent --pool site-a --cores 64 --amqp-url ... --redis-url ...   # kept warm by ops
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
+#[command(group(clap::ArgGroup::new("serves").args(["campaign", "pool"])))]
 struct Args {
     /// Campaign to work for.
     #[arg(long, env = "EMANAGER_CAMPAIGN")]
-    campaign: CampaignId,
-    /// This pilot's id (a new one when absent: an agent started by hand or by an ops tool).
+    campaign: Option<CampaignId>,
+    /// Serve every campaign attached to this pool (`emanager run|submit --pool NAME`),
+    /// sharing the cores between them by their weights; the agent outlives the campaigns.
+    #[arg(long, env = "EMANAGER_POOL", value_name = "NAME")]
+    pool: Option<PoolName>,
+    /// Time constant in seconds of the usage history a pool agent's fair share decays.
+    #[arg(long, default_value_t = pilot_agent::fairshare::DEFAULT_WINDOW_S, value_name = "S")]
+    fair_share_window_s: f64,
+    /// This pilot's id (a new one when absent: an agent started by hand or by an ops tool);
+    /// with --pool, the agent's id in the pool.
     #[arg(long, env = "EMANAGER_PILOT")]
     pilot: Option<PilotId>,
     /// Cores to use (default: every core of this host).
@@ -162,6 +173,15 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
+    if args.campaign.is_none() && args.pool.is_none() {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "give --campaign ID (the agent of one campaign) or --pool NAME (an agent serving every campaign of a pool)",
+            )
+            .exit();
+    }
     if args.workdir.is_relative() {
         args.workdir = absolute(&args.workdir);
     }
@@ -206,13 +226,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(batch_system = ?a.batch_system, job = %a.job_id, nodes = nodes.len(), cores_per_node = nodes[0].cores, end_ms = ?a.end_time_ms, "running inside a batch allocation");
     }
     let pilot = args.pilot.unwrap_or_else(PilotId::random);
+    // A pool agent's campaigns come and go; its configuration carries none.
+    let campaign = args.campaign.unwrap_or(CampaignId(uuid::Uuid::nil()));
+    let pool = args
+        .pool
+        .as_ref()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
     if let Some(addr) = &args.metrics_addr {
         pilot_agent::metrics::get();
         emanager_shared::metrics::info(
             "em_agent_info",
             "The agent's identity (value 1).",
             &[
-                ("campaign", &args.campaign.to_string()),
+                (
+                    "campaign",
+                    &args.campaign.map(|c| c.to_string()).unwrap_or_default(),
+                ),
+                ("pool", &pool),
                 ("pilot", &pilot.to_string()),
                 ("version", env!("CARGO_PKG_VERSION")),
             ],
@@ -220,7 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let bound = emanager_shared::metrics::serve(addr).await?;
         eprintln!("pilot-agent: metrics on http://{bound}/metrics");
     }
-    let mut cfg = AgentConfig::new(args.campaign, pilot, nodes, args.workdir.clone());
+    let mut cfg = AgentConfig::new(campaign, pilot, nodes, args.workdir.clone());
     cfg.heartbeat = Duration::from_millis(args.heartbeat_ms.max(100));
     cfg.walltime_end_ms = args
         .walltime_s
@@ -243,7 +274,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     let broker = AmqpBroker::connect(&args.amqp_url).await?;
     let store = RedisStore::connect(&args.redis_url).await?;
-    let span = tracing::info_span!("agent", campaign = %args.campaign, pilot = %pilot);
+    if let Some(pool) = args.pool {
+        if !(args.fair_share_window_s.is_finite() && args.fair_share_window_s > 0.0) {
+            anyhow::bail!("--fair-share-window-s must be a positive number of seconds");
+        }
+        let span = tracing::info_span!("agent", pool = %pool, pilot = %pilot);
+        let mut pool_cfg = PoolConfig::new(pool, cfg);
+        pool_cfg.share_window_s = args.fair_share_window_s;
+        tracing::Instrument::instrument(
+            pilot_agent::run_pool(pool_cfg, Arc::new(broker), Arc::new(store), stop_signal()),
+            span,
+        )
+        .await?;
+        return Ok(());
+    }
+    let span = tracing::info_span!("agent", campaign = %campaign, pilot = %pilot);
     tracing::Instrument::instrument(
         pilot_agent::run(cfg, Arc::new(broker), Arc::new(store), stop_signal()),
         span,

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod ids;
 pub mod metrics;
 pub mod model;
+pub mod pool;
 pub mod protocol;
 pub mod state;
 pub mod store;

@@ -316,6 +316,9 @@ pub struct PilotRecord {
     pub version: String,
     pub registered_ms: u64,
     pub reason: String,
+    /// The pool whose agent registered this pilot (empty for a pilot of this campaign alone).
+    #[serde(default)]
+    pub pool: String,
 }
 
 impl PilotRecord {
@@ -336,6 +339,7 @@ impl PilotRecord {
             version: String::new(),
             registered_ms: 0,
             reason: String::new(),
+            pool: String::new(),
         }
     }
 }

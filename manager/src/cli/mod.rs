@@ -4,6 +4,7 @@
 mod agents;
 mod output;
 mod plan;
+mod pool;
 mod read;
 mod run;
 

@@ -33,6 +33,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub placement: PlacementArgs,
     #[command(flatten)]
+    pub pool: super::pool::PoolArgs,
+    #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     #[command(flatten)]
     pub metrics: MetricsArgs,
@@ -111,6 +113,8 @@ pub struct SubmitArgs {
     pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub pool: super::pool::PoolArgs,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
     // Passed on to the background manager (`emanager resume --metrics-addr`).
@@ -200,6 +204,7 @@ async fn options(
         catalog_toml: None,
         catalog_dir: None,
         plan: None,
+        pool: None,
     };
     let mut shapes = Vec::new();
     if let (Some(_), Some(path)) = (&catalog, &cfg.resources) {
@@ -244,7 +249,8 @@ async fn options(
             &plan,
             placement.replan_interval.max(1),
         ));
-    } else {
+    } else if cfg.pilots > 0 {
+        // (With a pool and no local pilot, the pool's agents' shapes are not known here.)
         shapes.push(crate::workflow::NodeShape {
             resource: "local".into(),
             cores: cfg.cores_per_pilot,
@@ -428,21 +434,23 @@ fn print_config(cfg: &Config) -> CliResult {
 }
 
 pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
-    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
     if g.print_config {
         return print_config(&cfg);
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
-    let opts = options(
+    let mut opts = options(
         &cfg,
         &a.placement,
-        a.pilots.is_some() || a.cores_per_pilot.is_some(),
+        // Explicit local pilots, or a pool, mean no planning.
+        a.pilots.is_some() || a.cores_per_pilot.is_some() || a.pool.pool.is_some(),
         &wf,
         &a.workflow.display().to_string(),
         g.quiet,
         g.json,
     )
     .await?;
+    a.pool.apply(&mut opts);
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     a.metrics.start(&id).await?;
@@ -455,10 +463,11 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
             None => "embedded (in-process broker and state store)".to_string(),
         };
         eprintln!(
-            "campaign {id} · {} · {} tasks · {} · {mode}",
+            "campaign {id} · {} · {} tasks · {}{} · {mode}",
             wf.name,
             wf.tasks.len(),
-            pilots_line(&opts.pilots)
+            pilots_line(&opts.pilots),
+            super::pool::describe(&opts)
         );
     }
     drive_and_report(g, &cfg, &services, id, wf, opts).await
@@ -525,7 +534,7 @@ async fn drive_and_report(
 }
 
 pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
-    let cfg = Config::resolve(g, a.pilots, a.cores_per_pilot).input()?;
+    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
     if g.print_config {
         return print_config(&cfg);
     }
@@ -538,16 +547,18 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
         });
     }
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
-    let opts = options(
+    let mut opts = options(
         &cfg,
         &a.placement,
-        a.pilots.is_some() || a.cores_per_pilot.is_some(),
+        // Explicit local pilots, or a pool, mean no planning.
+        a.pilots.is_some() || a.cores_per_pilot.is_some() || a.pool.pool.is_some(),
         &wf,
         &a.workflow.display().to_string(),
         g.quiet,
         g.json,
     )
     .await?;
+    a.pool.apply(&mut opts);
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)

@@ -46,10 +46,18 @@ impl Campaign {
     }
 }
 
+/// A pool's registry: campaigns with their weights, agents by id.
+#[derive(Default)]
+struct Pool {
+    campaigns: BTreeMap<CampaignId, f64>,
+    agents: BTreeMap<PilotId, PoolAgent>,
+}
+
 /// In-memory implementation of [`StateStore`].
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<HashMap<CampaignId, Campaign>>>,
+    pools: Arc<Mutex<BTreeMap<PoolName, Pool>>>,
     notify: Arc<Notify>,
 }
 
@@ -61,6 +69,11 @@ impl MemoryStore {
     fn with<T>(&self, c: &CampaignId, f: impl FnOnce(&mut Campaign) -> T) -> T {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         f(inner.entry(*c).or_default())
+    }
+
+    fn with_pool<T>(&self, p: &PoolName, f: impl FnOnce(&mut Pool) -> T) -> T {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        f(pools.entry(p.clone()).or_default())
     }
 }
 
@@ -329,6 +342,55 @@ impl StateStore for MemoryStore {
 
     async fn decisions(&self, id: &CampaignId) -> StoreResult<Vec<(u64, String)>> {
         Ok(self.with(id, |c| c.decisions.iter().cloned().collect()))
+    }
+
+    async fn attach_to_pool(
+        &self,
+        pool: &PoolName,
+        c: &CampaignId,
+        weight: f64,
+    ) -> StoreResult<()> {
+        self.with_pool(pool, |p| p.campaigns.insert(*c, weight));
+        Ok(())
+    }
+
+    async fn detach_from_pool(&self, pool: &PoolName, c: &CampaignId) -> StoreResult<()> {
+        self.with_pool(pool, |p| p.campaigns.remove(c));
+        Ok(())
+    }
+
+    async fn pool_campaigns(&self, pool: &PoolName) -> StoreResult<Vec<PoolCampaign>> {
+        Ok(self.with_pool(pool, |p| {
+            p.campaigns
+                .iter()
+                .map(|(c, w)| PoolCampaign {
+                    campaign: *c,
+                    weight: *w,
+                })
+                .collect()
+        }))
+    }
+
+    async fn put_pool_agent(&self, pool: &PoolName, agent: &PoolAgent) -> StoreResult<()> {
+        self.with_pool(pool, |p| p.agents.insert(agent.id, agent.clone()));
+        Ok(())
+    }
+
+    async fn remove_pool_agent(&self, pool: &PoolName, agent: &PilotId) -> StoreResult<()> {
+        self.with_pool(pool, |p| p.agents.remove(agent));
+        Ok(())
+    }
+
+    async fn pool_agents(&self, pool: &PoolName) -> StoreResult<Vec<PoolAgent>> {
+        let mut out: Vec<PoolAgent> =
+            self.with_pool(pool, |p| p.agents.values().cloned().collect());
+        out.sort_by_key(|a| (a.started_ms, a.id));
+        Ok(out)
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolName>> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(pools.keys().cloned().collect())
     }
 
     async fn delete_campaign(&self, id: &CampaignId) -> StoreResult<()> {

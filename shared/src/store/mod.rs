@@ -3,6 +3,7 @@
 //! same semantics in process for embedded mode.
 
 mod memory;
+mod redis_pool;
 mod redis_store;
 
 pub use memory::MemoryStore;
@@ -12,6 +13,7 @@ use crate::ids::{CampaignId, PilotId, TaskId};
 use crate::model::{
     CampaignMeta, Event, PilotLoad, PilotRecord, TaskRecord, Transition, TransitionOutcome,
 };
+use crate::pool::{PoolAgent, PoolCampaign, PoolName};
 use crate::state::{CampaignState, PilotState};
 use async_trait::async_trait;
 
@@ -116,4 +118,22 @@ pub trait StateStore: Send + Sync {
 
     /// Removes every key of the campaign.
     async fn delete_campaign(&self, c: &CampaignId) -> StoreResult<()>;
+
+    // Pools (`crate::pool`): the campaigns attached to a pool and the agents serving it.
+
+    /// Attaches campaign `c` to `pool` with `weight` (a later call changes the weight).
+    async fn attach_to_pool(&self, pool: &PoolName, c: &CampaignId, weight: f64)
+        -> StoreResult<()>;
+    /// Detaches campaign `c` from `pool` (nothing happens if it was not attached).
+    async fn detach_from_pool(&self, pool: &PoolName, c: &CampaignId) -> StoreResult<()>;
+    /// The campaigns attached to `pool`.
+    async fn pool_campaigns(&self, pool: &PoolName) -> StoreResult<Vec<PoolCampaign>>;
+    /// Writes (creates or replaces) an agent's entry in `pool`; its `beat_ms` is the heartbeat.
+    async fn put_pool_agent(&self, pool: &PoolName, agent: &PoolAgent) -> StoreResult<()>;
+    /// Removes an agent's entry from `pool`.
+    async fn remove_pool_agent(&self, pool: &PoolName, agent: &PilotId) -> StoreResult<()>;
+    /// The agents of `pool`, alive or not (see `PoolAgent::alive`).
+    async fn pool_agents(&self, pool: &PoolName) -> StoreResult<Vec<PoolAgent>>;
+    /// Every pool that has had an agent or a campaign.
+    async fn list_pools(&self) -> StoreResult<Vec<PoolName>>;
 }

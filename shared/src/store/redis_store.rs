@@ -279,6 +279,7 @@ fn pilot_fields(r: &PilotRecord) -> Vec<(&'static str, String)> {
         ("version", r.version.clone()),
         ("registered_ms", r.registered_ms.to_string()),
         ("reason", r.reason.clone()),
+        ("pool", r.pool.clone()),
     ]
 }
 
@@ -308,6 +309,7 @@ fn pilot_from(
         version: field(h, "version").to_string(),
         registered_ms: num(h, "registered_ms"),
         reason: field(h, "reason").to_string(),
+        pool: field(h, "pool").to_string(),
     };
     let load = PilotLoad {
         busy_cores: num(h, "busy_cores"),
@@ -834,6 +836,39 @@ impl StateStore for RedisStore {
                 None => (0, r),
             })
             .collect())
+    }
+
+    async fn attach_to_pool(
+        &self,
+        pool: &PoolName,
+        c: &CampaignId,
+        weight: f64,
+    ) -> StoreResult<()> {
+        super::redis_pool::attach(&mut self.con(), pool, c, weight).await
+    }
+
+    async fn detach_from_pool(&self, pool: &PoolName, c: &CampaignId) -> StoreResult<()> {
+        super::redis_pool::detach(&mut self.con(), pool, c).await
+    }
+
+    async fn pool_campaigns(&self, pool: &PoolName) -> StoreResult<Vec<PoolCampaign>> {
+        super::redis_pool::campaigns(&mut self.con(), pool).await
+    }
+
+    async fn put_pool_agent(&self, pool: &PoolName, agent: &PoolAgent) -> StoreResult<()> {
+        super::redis_pool::put_agent(&mut self.con(), pool, agent).await
+    }
+
+    async fn remove_pool_agent(&self, pool: &PoolName, agent: &PilotId) -> StoreResult<()> {
+        super::redis_pool::remove_agent(&mut self.con(), pool, agent).await
+    }
+
+    async fn pool_agents(&self, pool: &PoolName) -> StoreResult<Vec<PoolAgent>> {
+        super::redis_pool::agents(&mut self.con(), pool).await
+    }
+
+    async fn list_pools(&self) -> StoreResult<Vec<PoolName>> {
+        super::redis_pool::list(&mut self.con()).await
     }
 
     async fn delete_campaign(&self, c: &CampaignId) -> StoreResult<()> {
