@@ -23,7 +23,7 @@ fn dev_catalog() -> Catalog {
 #[test]
 fn squeue_sizes_reads_running_and_pending_jobs() {
     let jobs = parse_squeue_sizes(&fixture(
-        "fixtures/slurm/squeue_sizes_running_pending.stdout",
+        "../../shared/tests/fixtures/slurm/squeue_sizes_running_pending.stdout",
     ));
     assert_eq!(jobs.len(), 2);
     let pending = &jobs[0];
@@ -40,7 +40,10 @@ fn squeue_sizes_reads_running_and_pending_jobs() {
 
 #[test]
 fn squeue_sizes_of_an_idle_cluster_is_empty() {
-    assert!(parse_squeue_sizes(&fixture("fixtures/slurm/squeue_sizes_empty.stdout")).is_empty());
+    assert!(parse_squeue_sizes(&fixture(
+        "../../shared/tests/fixtures/slurm/squeue_sizes_empty.stdout"
+    ))
+    .is_empty());
 }
 
 #[test]
@@ -49,7 +52,7 @@ fn slurm_queues_merge_with_catalog_and_job_sizes() {
     let entry = catalog.get("localhost-slurm").unwrap();
     let mut info = slurm::parse_sinfo(&fixture("fixtures/slurm/sinfo_drained.stdout")).unwrap();
     let jobs = parse_squeue_sizes(&fixture(
-        "fixtures/slurm/squeue_sizes_running_pending.stdout",
+        "../../shared/tests/fixtures/slurm/squeue_sizes_running_pending.stdout",
     ));
     slurm::add_job_counts(&mut info, "debug|PENDING\ndebug|RUNNING\n");
     let queues = merge_queues(entry, &info, &jobs, true, 1_795_584_139);
