@@ -1,8 +1,7 @@
 //! EManager's bundle service: what each resource, queue and pilot looks like now, and how
 //! long a pilot job would wait. See `docs/bundles.md`.
 //!
-//! Pure parts ([`estimator`], [`traces`], [`slurm_jobs`] parsing, [`table`], [`merge`]) take
-//! values; [`probe`] and [`service`] do the I/O; [`api`] serves it over HTTP.
+//! Pure parts ([`estimator`], [`traces`], [`table`], [`merge`]) take values; [`probe`] and [`service`] do the I/O; [`api`] serves it over HTTP.
 
 pub mod api;
 pub mod estimator;
@@ -10,7 +9,6 @@ pub mod model;
 pub mod openapi;
 pub mod probe;
 pub mod service;
-pub mod slurm_jobs;
 pub mod snapshot_store;
 pub mod table;
 pub mod traces;

@@ -62,8 +62,8 @@ pub struct QueueSnapshot {
     pub nodes_down: u32,
     pub jobs_running: u32,
     pub jobs_queued: u32,
-    /// Sizes of the queued jobs when the batch system tells them (SLURM); `None` when
-    /// only counts are known.
+    /// Sizes of the queued jobs (every batch system but `local`); `None` when only counts
+    /// are known.
     pub queued_jobs: Option<Vec<JobSize>>,
     /// Sizes of the running jobs, same rule.
     pub running_jobs: Option<Vec<JobSize>>,
@@ -83,7 +83,13 @@ impl QueueSnapshot {
 /// A job's size: nodes x requested walltime (and time used so far for running jobs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSize {
+    /// Whole nodes: as the batch system reports them, else its cores (SGE slots, LSF slots)
+    /// over the catalog's cores per node, rounded up.
     pub nodes: u32,
+    /// Cores or slots when the batch system tells them, else 0.
+    #[serde(default)]
+    pub cores: u32,
+    /// Requested walltime, else the queue's limit (0: neither known).
     pub walltime_s: u64,
     /// Seconds it has run (0 for queued jobs).
     #[serde(default)]

@@ -68,7 +68,7 @@ pub fn openapi() -> serde_json::Value {
         "components": { "schemas": {
             "Error": { "type": "object", "required": ["error"], "properties": { "error": string() } },
             "JobSize": { "type": "object", "properties": {
-                "nodes": int(), "walltime_s": int(), "elapsed_s": int() } },
+                "nodes": int(), "cores": int(), "walltime_s": int(), "elapsed_s": int() } },
             "QueueSnapshot": { "type": "object", "properties": {
                 "name": string(), "max_walltime_s": nullable_int(), "max_nodes": nullable_int(),
                 "nodes_total": int(), "nodes_free": int(), "nodes_busy": int(), "nodes_down": int(),

@@ -4,10 +4,11 @@
 use crate::estimator::{
     estimate, QueueWaitEstimate, Staleness, WaitHistory, WaitRequest, WaitSample,
 };
-use crate::model::{ResourceSnapshot, Snapshot};
+use crate::model::{PilotLoadView, ResourceSnapshot, Snapshot};
 use crate::probe::{probe_broker, probe_pilots, ResourceProber};
 use crate::snapshot_store::write_snapshot;
-use emanager_shared::catalog::Catalog;
+use emanager_shared::access::JobInfo;
+use emanager_shared::catalog::{Catalog, ResourceEntry};
 use emanager_shared::now_ms;
 use rand::Rng;
 use std::collections::{BTreeMap, HashSet};
@@ -77,6 +78,47 @@ struct State {
     history: WaitHistory,
     seen_jobs: HashSet<(String, String)>,
     counters: ProbeCounters,
+}
+
+impl State {
+    /// Records the submit-to-start wait of each running job of ours in the listing (named
+    /// `emanager*`, or whose id is a pilot's job id), each job once.
+    fn record_own_waits(
+        &mut self,
+        entry: &ResourceEntry,
+        jobs: &[JobInfo],
+        pilots: &[PilotLoadView],
+    ) {
+        let name = &entry.name;
+        for job in jobs {
+            let own = job.name.starts_with("emanager")
+                || pilots
+                    .iter()
+                    .any(|p| &p.resource == name && p.job_id == job.id);
+            let Some(wait_s) = job.wait_s().filter(|_| own) else {
+                continue;
+            };
+            if !self.seen_jobs.insert((name.clone(), job.id.clone())) {
+                continue;
+            }
+            let batch_queue = job.queues.first().cloned().unwrap_or_default();
+            let queue = entry
+                .queues
+                .iter()
+                .find(|q| q.submit_queue().as_deref() == Some(&batch_queue))
+                .map_or(batch_queue, |q| q.name.clone());
+            self.history.observe(
+                name,
+                &queue,
+                WaitSample {
+                    nodes: job.nodes_on(entry.cores_per_node),
+                    walltime_s: job.walltime_s,
+                    wait_s: wait_s as f64,
+                },
+            );
+            self.counters.observations += 1;
+        }
+    }
 }
 
 /// One site's bundle service.
@@ -184,34 +226,7 @@ impl Bundle {
                         res.probe_latency_ms = latency.as_millis() as u64;
                         res.stale = false;
                         res.error = None;
-                        for job in &probe.jobs {
-                            let own = job.name.starts_with("emanager")
-                                || pilots
-                                    .iter()
-                                    .any(|p| &p.resource == name && p.job_id == job.id);
-                            let Some(wait_s) = job.wait_s().filter(|_| own) else {
-                                continue;
-                            };
-                            if !st.seen_jobs.insert((name.clone(), job.id.clone())) {
-                                continue;
-                            }
-                            let queue = prober
-                                .entry
-                                .queues
-                                .iter()
-                                .find(|q| q.submit_queue().as_deref() == Some(&job.partition))
-                                .map_or(job.partition.clone(), |q| q.name.clone());
-                            st.history.observe(
-                                name,
-                                &queue,
-                                WaitSample {
-                                    nodes: job.nodes,
-                                    walltime_s: job.walltime_s,
-                                    wait_s: wait_s as f64,
-                                },
-                            );
-                            st.counters.observations += 1;
-                        }
+                        st.record_own_waits(&prober.entry, &probe.jobs, &pilots);
                     }
                     Err(e) => {
                         tracing::warn!(resource = %name, error = %e, "probe failed; resource marked stale");
