@@ -53,6 +53,17 @@ mod access {
         assert_eq!((short_q.nodes_total, short_q.nodes_down), (1, 1));
         // qhost without -q names hosts only: no queues.
         assert!(sge::parse_qhost_queues(&fixture("sge/qhost.stdout")).is_empty());
+        assert!(sge::parse_qhost_queues(&fixture("sge/qhost_host_down.stdout")).is_empty());
+    }
+
+    #[test]
+    fn qhost_gives_a_host_whose_execd_is_gone_as_down_in_every_queue() {
+        // Load `-` and instance state `u`: sge_execd had died.
+        let down = sge::parse_qhost_queues(&fixture("sge/qhost_q_host_down.stdout"));
+        assert_eq!(down.len(), 2);
+        assert!(down
+            .iter()
+            .all(|q| (q.nodes_total, q.nodes_free, q.nodes_down) == (1, 0, 1)));
     }
 
     #[test]

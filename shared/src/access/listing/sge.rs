@@ -160,13 +160,4 @@ mod tests {
         assert_eq!(h_rt_seconds("600"), Some(600));
         assert_eq!(h_rt_seconds("1:00:00"), Some(3600));
     }
-
-    #[test]
-    fn a_host_that_does_not_report_is_down_in_every_queue() {
-        // The shape qhost prints for an execution host whose execd is gone (values `-`).
-        let out = "HOSTNAME ARCH NCPU NSOC NCOR NTHR LOAD MEMTOT MEMUSE SWAPTO SWAPUS\n\
-                   node2 lx-amd64 2 1 2 2 - - - - -\n   all.q BIP 0/0/2 au\n";
-        let q = parse_qhost_queues(out);
-        assert_eq!((q[0].nodes_total, q[0].nodes_down), (1, 1));
-    }
 }
