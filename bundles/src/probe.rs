@@ -8,7 +8,7 @@ use emanager_shared::access::{
     command_runner_for, job_service_with_runner, JobInfo, JobService, JobState, QueueInfo,
 };
 use emanager_shared::catalog::{AccessKind, ResourceEntry};
-use emanager_shared::store::{RedisStore, StateStore};
+use emanager_shared::store::StateStore;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,11 +214,8 @@ pub async fn probe_broker(
     parse_mgmt_queues(&body)
 }
 
-/// Every campaign's pilots with their load, from the state store at `redis_url`.
-pub async fn probe_pilots(redis_url: &str) -> Result<Vec<PilotLoadView>, String> {
-    let store = RedisStore::connect(redis_url)
-        .await
-        .map_err(|e| format!("{e} (start Redis: deploy/dev/services-up.sh)"))?;
+/// Every campaign's pilots with their load, from the state store.
+pub async fn probe_pilots(store: &dyn StateStore) -> Result<Vec<PilotLoadView>, String> {
     let mut out = Vec::new();
     for campaign in store.list_campaigns().await.map_err(|e| e.to_string())? {
         for view in store.pilots(&campaign).await.map_err(|e| e.to_string())? {

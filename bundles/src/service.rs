@@ -1,17 +1,20 @@
-//! The running bundle service: probes every resource each interval (with jitter), keeps the
-//! last snapshot and the wait history, answers predictions, writes the Redis snapshot.
+//! The running bundle service: probes every resource each interval (with jitter), learns the
+//! waits of our own pilots (from the job listings and the manager's pilot-wait stream),
+//! keeps the last snapshot and the wait history, answers predictions, writes the Redis
+//! snapshot.
 
 use crate::estimator::{
     estimate, QueueWaitEstimate, Staleness, WaitHistory, WaitRequest, WaitSample,
 };
-use crate::model::{PilotLoadView, ResourceSnapshot, Snapshot};
+use crate::model::{ResourceSnapshot, Snapshot};
+use crate::observations::{read_new_pilot_waits, OwnWaits, StreamCursor};
 use crate::probe::{probe_broker, probe_pilots, ResourceProber};
 use crate::snapshot_store::write_snapshot;
-use emanager_shared::access::JobInfo;
 use emanager_shared::catalog::{Catalog, ResourceEntry};
 use emanager_shared::now_ms;
+use emanager_shared::store::RedisStore;
 use rand::Rng;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, RwLock};
@@ -25,7 +28,7 @@ pub struct BundleConfig {
     /// services do not probe a login node in lockstep.
     pub jitter: f64,
     pub probe_timeout: Duration,
-    /// State store to read pilot load from and write the snapshot to.
+    /// State store to read pilot load and pilot waits from and write the snapshot to.
     pub redis_url: Option<String>,
     /// RabbitMQ management API (`http://user:pass@host:15672`).
     pub amqp_mgmt_url: Option<String>,
@@ -69,56 +72,17 @@ pub enum PredictError {
 pub struct ProbeCounters {
     pub rounds: u64,
     pub failures: BTreeMap<String, u64>,
+    /// Waits of our own pilots learned (listings, the pilot-wait stream, `observe`).
     pub observations: u64,
     pub snapshot_write_errors: u64,
 }
 
 struct State {
     snapshot: Snapshot,
-    history: WaitHistory,
-    seen_jobs: HashSet<(String, String)>,
+    waits: OwnWaits,
     counters: ProbeCounters,
-}
-
-impl State {
-    /// Records the submit-to-start wait of each running job of ours in the listing (named
-    /// `emanager*`, or whose id is a pilot's job id), each job once.
-    fn record_own_waits(
-        &mut self,
-        entry: &ResourceEntry,
-        jobs: &[JobInfo],
-        pilots: &[PilotLoadView],
-    ) {
-        let name = &entry.name;
-        for job in jobs {
-            let own = job.name.starts_with("emanager")
-                || pilots
-                    .iter()
-                    .any(|p| &p.resource == name && p.job_id == job.id);
-            let Some(wait_s) = job.wait_s().filter(|_| own) else {
-                continue;
-            };
-            if !self.seen_jobs.insert((name.clone(), job.id.clone())) {
-                continue;
-            }
-            let batch_queue = job.queues.first().cloned().unwrap_or_default();
-            let queue = entry
-                .queues
-                .iter()
-                .find(|q| q.submit_queue().as_deref() == Some(&batch_queue))
-                .map_or(batch_queue, |q| q.name.clone());
-            self.history.observe(
-                name,
-                &queue,
-                WaitSample {
-                    nodes: job.nodes_on(entry.cores_per_node),
-                    walltime_s: job.walltime_s,
-                    wait_s: wait_s as f64,
-                },
-            );
-            self.counters.observations += 1;
-        }
-    }
+    /// Where this service is in the pilot-wait stream.
+    waits_cursor: StreamCursor,
 }
 
 /// One site's bundle service.
@@ -127,6 +91,8 @@ pub struct Bundle {
     probers: Vec<ResourceProber>,
     http: reqwest::Client,
     state: RwLock<State>,
+    /// The state store, once connected (it reconnects by itself afterwards).
+    store: tokio::sync::Mutex<Option<RedisStore>>,
 }
 
 impl Bundle {
@@ -160,12 +126,13 @@ impl Bundle {
                     resources,
                     ..Default::default()
                 },
-                history,
-                seen_jobs: HashSet::new(),
+                waits: OwnWaits::new(history),
                 counters: ProbeCounters::default(),
+                waits_cursor: StreamCursor::default(),
             }),
             probers,
             http: reqwest::Client::new(),
+            store: tokio::sync::Mutex::new(None),
             config,
         })
     }
@@ -180,7 +147,11 @@ impl Bundle {
     }
 
     pub async fn counters(&self) -> ProbeCounters {
-        self.state.read().await.counters.clone()
+        let st = self.state.read().await;
+        ProbeCounters {
+            observations: st.waits.observations,
+            ..st.counters.clone()
+        }
     }
 
     /// Probes everything once, updates the state and the Redis snapshot, returns it.
@@ -201,13 +172,23 @@ impl Bundle {
             }),
             None => Vec::new(),
         };
-        let pilots = match &self.config.redis_url {
-            Some(url) => probe_pilots(url).await.unwrap_or_else(|e| {
-                errors.push(e);
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
+        let mut pilots = Vec::new();
+        let mut waits = Vec::new();
+        let mut cursor = self.state.read().await.waits_cursor.clone();
+        match self.redis_store().await {
+            None => {}
+            Some(Err(e)) => errors.push(e),
+            Some(Ok(store)) => {
+                match probe_pilots(&store).await {
+                    Ok(p) => pilots = p,
+                    Err(e) => errors.push(e),
+                }
+                match read_new_pilot_waits(&store, &mut cursor).await {
+                    Ok(w) => waits = w,
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
 
         let snapshot = {
             let mut st = self.state.write().await;
@@ -226,7 +207,8 @@ impl Bundle {
                         res.probe_latency_ms = latency.as_millis() as u64;
                         res.stale = false;
                         res.error = None;
-                        st.record_own_waits(&prober.entry, &probe.jobs, &pilots);
+                        st.waits
+                            .learn_from_listing(&prober.entry, &probe.jobs, &pilots);
                     }
                     Err(e) => {
                         tracing::warn!(resource = %name, error = %e, "probe failed; resource marked stale");
@@ -236,6 +218,10 @@ impl Bundle {
                     }
                 }
             }
+            let entries: Vec<ResourceEntry> =
+                self.probers.iter().map(|p| p.entry.clone()).collect();
+            st.waits.learn_pilot_waits(&entries, &waits);
+            st.waits_cursor = cursor;
             st.snapshot.taken_ms = taken;
             st.snapshot.pilot_queues = pilot_queues;
             st.snapshot.pilots = pilots;
@@ -251,11 +237,29 @@ impl Bundle {
         snapshot
     }
 
-    /// Records a wait observed elsewhere (e.g. the manager's own pilot bookkeeping).
+    /// The state store at `redis_url`, connected on first use; `None` without one.
+    async fn redis_store(&self) -> Option<Result<RedisStore, String>> {
+        let url = self.config.redis_url.as_ref()?;
+        let mut cached = self.store.lock().await;
+        if let Some(store) = cached.as_ref() {
+            return Some(Ok(store.clone()));
+        }
+        Some(match RedisStore::connect(url).await {
+            Ok(store) => {
+                *cached = Some(store.clone());
+                Ok(store)
+            }
+            Err(e) => Err(format!("{e} (start Redis: deploy/dev/services-up.sh)")),
+        })
+    }
+
+    /// Records a wait observed elsewhere: it counts as an observed wait of our own pilots.
     pub async fn observe(&self, resource: &str, queue: &str, sample: WaitSample) {
-        let mut st = self.state.write().await;
-        st.history.observe(resource, queue, sample);
-        st.counters.observations += 1;
+        self.state
+            .write()
+            .await
+            .waits
+            .observe(resource, queue, sample);
     }
 
     /// Predicts the wait of `nodes` x `walltime_s` on `queue` (the default queue when
@@ -315,7 +319,7 @@ impl Bundle {
         });
         let probed = probed.reported.then_some(probed);
         Ok(estimate(
-            &st.history,
+            &st.waits.history,
             resource,
             &queue,
             WaitRequest { nodes, walltime_s },

@@ -12,8 +12,8 @@ use emanager_shared::access::sge::SgeJobService;
 use emanager_shared::access::slurm::SlurmJobService;
 use emanager_shared::access::{JobDescription, JobService};
 use emanager_shared::catalog::Catalog;
-use emanager_shared::model::{CampaignMeta, PilotLoad, PilotRecord};
-use emanager_shared::store::{RedisStore, StateStore};
+use emanager_shared::model::{CampaignMeta, PilotLoad, PilotRecord, PilotWait};
+use emanager_shared::store::{RedisStore, StateStore, PILOT_WAITS_KEY};
 use emanager_shared::{now_ms, CampaignId, CampaignState, PilotId};
 use serde_json::Value;
 use std::sync::Arc;
@@ -343,6 +343,89 @@ async fn submitted_slurm_job_shows_in_the_snapshot_within_one_interval() {
         .query_async(&mut con)
         .await
         .unwrap();
+}
+
+/// The manager appends each batch pilot's queue wait to the pilot-wait stream; the service
+/// learns the waits of its own resources from it, once each, and its estimate follows them.
+#[tokio::test]
+async fn pilot_waits_from_the_stream_feed_the_estimate_once() {
+    let store = require_redis().await;
+    let resource = format!("waits-{}", std::process::id());
+    // An LSF resource: its probe fails here (stale), the stream is read all the same.
+    let catalog = Catalog::parse(&format!(
+        "[resources.{resource}]\naccess = \"lsf\"\nnodes = 4\ncores_per_node = 8\n\
+         default_queue = \"normal\"\n[[resources.{resource}.queues]]\nname = \"normal\"\n\
+         max_walltime = \"01:00:00\"\nmax_nodes = 4\n"
+    ))
+    .unwrap();
+    let site = site("waits");
+    let mut config = BundleConfig::new(&site, Duration::from_secs(1));
+    config.redis_url = Some(REDIS.into());
+    let b = Bundle::new(&catalog, config, WaitHistory::new());
+    b.probe_once().await;
+    let before = b.counters().await.observations;
+
+    let now = now_ms();
+    let wait = PilotWait {
+        resource: resource.clone(),
+        queue: "normal".into(),
+        nodes: 1,
+        walltime_s: 600,
+        submitted_ms: now - 300_000,
+        started_ms: now,
+        campaign: CampaignId::random(),
+        pilot: PilotId::random(),
+        job_id: "4711".into(),
+    };
+    store.record_pilot_wait(&wait).await.unwrap();
+    let mut elsewhere = wait.clone();
+    elsewhere.resource = format!("{resource}-other-site");
+    store.record_pilot_wait(&elsewhere).await.unwrap();
+
+    b.probe_once().await;
+    let learned = b.counters().await.observations - before;
+    b.probe_once().await;
+    let again = b.counters().await.observations - before;
+    let est = b.predict(&resource, None, 1, 600).await.unwrap();
+
+    // Drop our entries from the shared stream and our snapshot.
+    let mut con = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .pilot_waits("0", 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(_, w)| w.resource.starts_with(&resource))
+        .map(|(id, _)| id)
+        .collect();
+    let mut del = redis::cmd("XDEL");
+    del.arg(PILOT_WAITS_KEY);
+    for id in &ids {
+        del.arg(id);
+    }
+    let _: i64 = del.query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(snapshot_key(&site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    assert_eq!(learned, 1, "our resource's wait, not the other site's");
+    assert_eq!(again, 1, "each wait is learned once");
+    assert!(
+        est.evidence
+            .iter()
+            .any(|e| matches!(e, Evidence::Observed { samples: 1, .. })),
+        "{est:?}"
+    );
+    assert_eq!(
+        est.p50_s, 300,
+        "the only evidence besides the stale probe: {est:?}"
+    );
 }
 
 #[tokio::test]
