@@ -69,6 +69,10 @@ struct Config {
     /// Print the OpenAPI description and exit.
     #[arg(long)]
     print_openapi: bool,
+    /// Seconds the Redis snapshot is kept after the last write (default: a day, or ten
+    /// intervals). Readers mark it stale after three intervals.
+    #[arg(long, value_name = "SECONDS")]
+    snapshot_retention: Option<u64>,
 }
 
 #[tokio::main]
@@ -111,6 +115,9 @@ async fn main() -> anyhow::Result<()> {
     let mut config = BundleConfig::new(&cfg.site, Duration::from_secs_f64(cfg.interval));
     config.redis_url = cfg.redis_url.clone();
     config.amqp_mgmt_url = cfg.amqp_mgmt_url.clone();
+    if let Some(secs) = cfg.snapshot_retention {
+        config.snapshot_retention = Duration::from_secs(secs.max(1));
+    }
     let bundle = Bundle::new(&catalog, config, history);
 
     if cfg.once {

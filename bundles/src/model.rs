@@ -19,11 +19,50 @@ pub struct Snapshot {
     /// Errors of the broker and state-store probes of the last round (resource errors
     /// live on the resource).
     pub errors: Vec<String>,
+    /// Milliseconds between the service's rounds (0 in snapshots of older services).
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// Set by readers when the service stopped updating the snapshot: seconds since it last
+    /// did. Its resources are then stale, with the reason as their error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_updating_s: Option<u64>,
 }
 
 impl Snapshot {
     pub fn resource(&self, name: &str) -> Option<&ResourceSnapshot> {
         self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// How old a snapshot may get before its service counts as stopped: three rounds, at
+    /// least 60 s.
+    pub fn stale_after_ms(&self) -> u64 {
+        (self.interval_ms * 3).max(60_000)
+    }
+
+    /// At `now_ms`, a snapshot older than [`Snapshot::stale_after_ms`] is from a service
+    /// that stopped updating: every resource becomes stale, its error says since when (and
+    /// keeps the last probe's error), and `stopped_updating_s` is set. Returns whether it
+    /// was.
+    pub fn mark_if_service_stopped(&mut self, now_ms: u64) -> bool {
+        let age_ms = now_ms.saturating_sub(self.taken_ms);
+        if age_ms <= self.stale_after_ms() {
+            return false;
+        }
+        let age_s = age_ms / 1000;
+        let why = format!(
+            "bundle service of site `{}` stopped updating: last snapshot {age_s} s ago (expected every {} s)",
+            self.site,
+            self.interval_ms.div_ceil(1000)
+        );
+        for r in &mut self.resources {
+            r.stale = true;
+            r.error = Some(match r.error.take() {
+                Some(last) => format!("{why}; last probe error: {last}"),
+                None => why.clone(),
+            });
+        }
+        self.stopped_updating_s = Some(age_s);
+        true
     }
 }
 

@@ -32,8 +32,10 @@ pub struct BundleConfig {
     pub redis_url: Option<String>,
     /// RabbitMQ management API (`http://user:pass@host:15672`).
     pub amqp_mgmt_url: Option<String>,
-    /// Lifetime of the Redis snapshot key.
-    pub snapshot_ttl: Duration,
+    /// How long the Redis snapshot is kept after the service's last write. Readers mark it
+    /// stale much sooner (three intervals), so a stopped service's resources show as stale
+    /// with their age instead of vanishing.
+    pub snapshot_retention: Duration,
 }
 
 impl BundleConfig {
@@ -45,9 +47,14 @@ impl BundleConfig {
             probe_timeout: Duration::from_secs(30).min(interval.max(Duration::from_secs(5))),
             redis_url: None,
             amqp_mgmt_url: None,
-            snapshot_ttl: (interval * 3).max(Duration::from_secs(60)),
+            snapshot_retention: default_retention(interval),
         }
     }
+}
+
+/// A day, or ten intervals when that is longer.
+pub fn default_retention(interval: Duration) -> Duration {
+    (interval * 10).max(Duration::from_secs(86_400))
 }
 
 /// Why a prediction could not be made (the API answers 404 / 400 with it).
@@ -124,6 +131,7 @@ impl Bundle {
                 snapshot: Snapshot {
                     site: config.site.clone(),
                     resources,
+                    interval_ms: config.interval.as_millis() as u64,
                     ..Default::default()
                 },
                 waits: OwnWaits::new(history),
@@ -229,7 +237,7 @@ impl Bundle {
             st.snapshot.clone()
         };
         if let Some(url) = &self.config.redis_url {
-            if let Err(e) = write_snapshot(url, &snapshot, self.config.snapshot_ttl).await {
+            if let Err(e) = write_snapshot(url, &snapshot, self.config.snapshot_retention).await {
                 tracing::warn!(error = %e, "writing the Redis snapshot failed");
                 self.state.write().await.counters.snapshot_write_errors += 1;
             }

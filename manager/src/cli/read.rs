@@ -442,7 +442,8 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
 
 /// Show what the bundle services know about each resource and queue: nodes free/busy/down,
 /// jobs running and queued, limits, probe staleness, pilot queues (merged over every site's
-/// snapshot in Redis).
+/// snapshot in Redis, the same for the table and --json). A resource whose probe failed, or
+/// whose bundle service stopped updating, shows STALE with its age and the error.
 ///
 /// Example:
 ///   bundle-service --catalog examples/resources.toml --once   # or run it as a service
@@ -464,11 +465,13 @@ pub async fn resources(g: &GlobalArgs, _a: ResourcesArgs) -> CliResult {
         }
         return Ok(exit::OK);
     }
+    // One view over the sites: each resource from the freshest good probe; a site whose
+    // service stopped updating shows its resources STALE with their age and why.
+    let merged = emanager_bundles::merge(&snapshots);
     if g.json {
-        let merged = emanager_bundles::merge(&snapshots);
         println!("{}", serde_json::to_string(&merged).unwrap_or_default());
     } else {
-        print!("{}", emanager_bundles::render_table(&snapshots));
+        print!("{}", emanager_bundles::render_table(&[merged]));
     }
     Ok(exit::OK)
 }
