@@ -1,11 +1,12 @@
 //! EManager's bundle service: what each resource, queue and pilot looks like now, and how
 //! long a pilot job would wait. See `docs/bundles.md`.
 //!
-//! Pure parts ([`estimator`], [`traces`], [`table`], [`merge`]) take values; [`probe`],
-//! [`observations`] and [`service`] do the I/O; [`api`] serves it over HTTP.
+//! Pure parts ([`estimator`], [`traces`], [`table`], [`merge`], [`health`]) take values;
+//! [`probe`], [`observations`] and [`service`] do the I/O; [`api`] serves it over HTTP.
 
 pub mod api;
 pub mod estimator;
+pub mod health;
 pub mod model;
 pub mod observations;
 pub mod openapi;

@@ -1,11 +1,12 @@
 //! The running bundle service: probes every resource each interval (with jitter), learns the
 //! waits of our own pilots (from the job listings and the manager's pilot-wait stream),
 //! keeps the last snapshot and the wait history, answers predictions, writes the Redis
-//! snapshot.
+//! snapshot, and knows whether it is healthy.
 
 use crate::estimator::{
     estimate, QueueWaitEstimate, Staleness, WaitHistory, WaitRequest, WaitSample,
 };
+use crate::health::{health, Health};
 use crate::model::{ResourceSnapshot, Snapshot};
 use crate::observations::{read_new_pilot_waits, OwnWaits, StreamCursor};
 use crate::probe::{probe_broker, probe_pilots, ResourceProber};
@@ -90,6 +91,8 @@ struct State {
     counters: ProbeCounters,
     /// Where this service is in the pilot-wait stream.
     waits_cursor: StreamCursor,
+    /// The last round's Redis failure (connection or operation), for `/healthz`.
+    redis_error: Option<String>,
 }
 
 /// One site's bundle service.
@@ -137,6 +140,7 @@ impl Bundle {
                 waits: OwnWaits::new(history),
                 counters: ProbeCounters::default(),
                 waits_cursor: StreamCursor::default(),
+                redis_error: None,
             }),
             probers,
             http: reqwest::Client::new(),
@@ -180,23 +184,25 @@ impl Bundle {
             }),
             None => Vec::new(),
         };
+        let mut redis_errors = Vec::new();
         let mut pilots = Vec::new();
         let mut waits = Vec::new();
         let mut cursor = self.state.read().await.waits_cursor.clone();
         match self.redis_store().await {
             None => {}
-            Some(Err(e)) => errors.push(e),
+            Some(Err(e)) => redis_errors.push(e),
             Some(Ok(store)) => {
                 match probe_pilots(&store).await {
                     Ok(p) => pilots = p,
-                    Err(e) => errors.push(e),
+                    Err(e) => redis_errors.push(e),
                 }
                 match read_new_pilot_waits(&store, &mut cursor).await {
                     Ok(w) => waits = w,
-                    Err(e) => errors.push(e),
+                    Err(e) => redis_errors.push(e),
                 }
             }
         }
+        errors.extend(redis_errors.iter().cloned());
 
         let snapshot = {
             let mut st = self.state.write().await;
@@ -240,8 +246,10 @@ impl Bundle {
             if let Err(e) = write_snapshot(url, &snapshot, self.config.snapshot_retention).await {
                 tracing::warn!(error = %e, "writing the Redis snapshot failed");
                 self.state.write().await.counters.snapshot_write_errors += 1;
+                redis_errors.push(format!("writing the snapshot: {e:#}"));
             }
         }
+        self.state.write().await.redis_error = redis_errors.into_iter().next();
         snapshot
     }
 
@@ -268,6 +276,12 @@ impl Bundle {
             .await
             .waits
             .observe(resource, queue, sample);
+    }
+
+    /// Whether the service can be relied on now (see [`crate::health`]).
+    pub async fn health(&self) -> Health {
+        let st = self.state.read().await;
+        health(&st.snapshot, st.redis_error.as_deref())
     }
 
     /// Predicts the wait of `nodes` x `walltime_s` on `queue` (the default queue when
