@@ -79,7 +79,7 @@ pub struct ResourceSnapshot {
     pub catalog_nodes: u32,
     pub cores_per_node: u32,
     pub queues: Vec<QueueSnapshot>,
-    /// When a probe last succeeded (ms), 0 when none has.
+    /// When the last successful probe ended (ms), 0 when none has.
     pub probed_ms: u64,
     /// How long the last successful probe took.
     pub probe_latency_ms: u64,

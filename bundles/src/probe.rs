@@ -48,8 +48,8 @@ impl ResourceProber {
     /// Asks the batch system about its queues and jobs, within `timeout`.
     pub async fn probe(&self, now_s: u64, timeout: Duration) -> Result<ResourceProbe, String> {
         let work = async {
-            let reported = self.service.queues().await.map_err(|e| e.to_string())?;
-            let jobs = self.service.jobs().await.map_err(|e| e.to_string())?;
+            let (reported, jobs) = tokio::try_join!(self.service.queues(), self.service.jobs())
+                .map_err(|e| e.to_string())?;
             let sizes_known = self.entry.access != AccessKind::Local;
             Ok(ResourceProbe {
                 queues: merge_queues(&self.entry, &reported, &jobs, sizes_known, now_s),

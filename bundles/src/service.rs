@@ -166,16 +166,51 @@ impl Bundle {
         }
     }
 
-    /// Probes everything once, updates the state and the Redis snapshot, returns it.
+    /// Probes everything once (every resource, then the site's broker and store), updates
+    /// the state and the Redis snapshot, returns it.
     pub async fn probe_once(&self) -> Snapshot {
-        let now_s = now_ms() / 1000;
-        let timeout = self.config.probe_timeout;
-        let results = futures::future::join_all(self.probers.iter().map(|p| async move {
-            let started = Instant::now();
-            let r = p.probe(now_s, timeout).await;
-            (r, started.elapsed())
-        }))
-        .await;
+        futures::future::join_all((0..self.probers.len()).map(|i| self.probe_resource(i))).await;
+        self.probe_site().await
+    }
+
+    /// Probes resource `i` and puts the result in the snapshot at once: a failure marks it
+    /// stale with the error, a success replaces its queues and teaches the waits of our own
+    /// jobs in its listing.
+    async fn probe_resource(&self, i: usize) {
+        let prober = &self.probers[i];
+        let started = Instant::now();
+        let result = prober
+            .probe(now_ms() / 1000, self.config.probe_timeout)
+            .await;
+        let (latency, finished_ms) = (started.elapsed(), now_ms());
+        let mut st = self.state.write().await;
+        let st = &mut *st;
+        let name = &prober.entry.name;
+        let Some(res) = st.snapshot.resources.iter_mut().find(|r| &r.name == name) else {
+            return;
+        };
+        match result {
+            Ok(probe) => {
+                res.queues = probe.queues;
+                res.probed_ms = finished_ms;
+                res.probe_latency_ms = latency.as_millis() as u64;
+                res.stale = false;
+                res.error = None;
+                st.waits
+                    .learn_from_listing(&prober.entry, &probe.jobs, &st.snapshot.pilots);
+            }
+            Err(e) => {
+                tracing::warn!(resource = %name, error = %e, "probe failed; resource marked stale");
+                *st.counters.failures.entry(name.clone()).or_default() += 1;
+                res.stale = true;
+                res.error = Some(e);
+            }
+        }
+    }
+
+    /// The site's round: pilot queues from the broker, pilot load and new pilot waits from
+    /// the store; then the snapshot (with the resources as last probed) goes to Redis.
+    async fn probe_site(&self) -> Snapshot {
         let mut errors = Vec::new();
         let pilot_queues = match &self.config.amqp_mgmt_url {
             Some(url) => probe_broker(&self.http, url).await.unwrap_or_else(|e| {
@@ -208,35 +243,11 @@ impl Bundle {
             let mut st = self.state.write().await;
             let st = &mut *st;
             st.counters.rounds += 1;
-            let taken = now_ms();
-            for (prober, (result, latency)) in self.probers.iter().zip(results) {
-                let name = &prober.entry.name;
-                let Some(res) = st.snapshot.resources.iter_mut().find(|r| &r.name == name) else {
-                    continue;
-                };
-                match result {
-                    Ok(probe) => {
-                        res.queues = probe.queues;
-                        res.probed_ms = taken;
-                        res.probe_latency_ms = latency.as_millis() as u64;
-                        res.stale = false;
-                        res.error = None;
-                        st.waits
-                            .learn_from_listing(&prober.entry, &probe.jobs, &pilots);
-                    }
-                    Err(e) => {
-                        tracing::warn!(resource = %name, error = %e, "probe failed; resource marked stale");
-                        *st.counters.failures.entry(name.clone()).or_default() += 1;
-                        res.stale = true;
-                        res.error = Some(e);
-                    }
-                }
-            }
             let entries: Vec<ResourceEntry> =
                 self.probers.iter().map(|p| p.entry.clone()).collect();
             st.waits.learn_pilot_waits(&entries, &waits);
             st.waits_cursor = cursor;
-            st.snapshot.taken_ms = taken;
+            st.snapshot.taken_ms = now_ms();
             st.snapshot.pilot_queues = pilot_queues;
             st.snapshot.pilots = pilots;
             st.snapshot.errors = errors;
@@ -350,20 +361,74 @@ impl Bundle {
         ))
     }
 
-    /// Probes every interval (with jitter) until `shutdown` turns true.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Probes every interval (with jitter) until `shutdown` turns true: each resource on its
+    /// own schedule (a slow login node delays nobody else), and the site's round (broker,
+    /// store, the Redis snapshot). Rounds start at a fixed rate (one that overruns is
+    /// followed at once by the next), so a job submitted at any moment is seen by a probe
+    /// that starts within one interval: the snapshot shows it within one interval plus that
+    /// probe's duration.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
+        // Resources first, so the first snapshot written has them; the schedules count from
+        // when that round started.
+        let started = tokio::time::Instant::now();
+        self.probe_once().await;
+        let mut loops = Vec::new();
+        for i in 0..self.probers.len() {
+            let b = self.clone();
+            let round = move || {
+                let b = b.clone();
+                async move { b.probe_resource(i).await }
+            };
+            loops.push(tokio::spawn(self.clone().every_interval(
+                started,
+                shutdown.clone(),
+                round,
+            )));
+        }
+        let b = self.clone();
+        let round = move || {
+            let b = b.clone();
+            async move {
+                b.probe_site().await;
+            }
+        };
+        loops.push(tokio::spawn(
+            self.clone().every_interval(started, shutdown, round),
+        ));
+        for l in loops {
+            let _ = l.await;
+        }
+    }
+
+    /// Runs `round` at a fixed rate of one interval (with jitter), the first one interval
+    /// after `since`, until `shutdown` turns true.
+    async fn every_interval<F, Fut>(
+        self: Arc<Self>,
+        since: tokio::time::Instant,
+        mut shutdown: watch::Receiver<bool>,
+        round: F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let mut next = since;
         loop {
-            self.probe_once().await;
             let base = self.config.interval.as_secs_f64();
             let j = self.config.jitter.clamp(0.0, 0.5);
-            let wait = base * (1.0 + rand::thread_rng().gen_range(-j..=j));
+            let period = base * (1.0 + rand::thread_rng().gen_range(-j..=j));
+            next += Duration::from_secs_f64(period.max(0.1));
+            let now = tokio::time::Instant::now();
+            if next < now {
+                next = now;
+            }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(wait.max(0.1))) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
                 return;
             }
+            round().await;
         }
     }
 }
