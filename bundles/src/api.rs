@@ -86,22 +86,16 @@ async fn predict(State(b): State<Arc<Bundle>>, Query(q): Query<PredictQuery>) ->
     }
 }
 
+/// 200 with `status: ok`, or 503 with `status: unavailable` and the reasons (every resource
+/// stale, or Redis unreachable).
 async fn healthz(State(b): State<Arc<Bundle>>) -> Response {
-    let snap = b.snapshot().await;
-    let stale: Vec<&str> = snap
-        .resources
-        .iter()
-        .filter(|r| r.stale)
-        .map(|r| r.name.as_str())
-        .collect();
-    Json(json!({
-        "status": "ok",
-        "site": snap.site,
-        "last_probe_ms": snap.taken_ms,
-        "resources": snap.resources.len(),
-        "stale": stale,
-    }))
-    .into_response()
+    let h = b.health().await;
+    let code = if h.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(h)).into_response()
 }
 
 async fn metrics(State(b): State<Arc<Bundle>>) -> Response {

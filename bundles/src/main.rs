@@ -69,17 +69,42 @@ struct Config {
     /// Print the OpenAPI description and exit.
     #[arg(long)]
     print_openapi: bool,
+    /// Seconds the Redis snapshot is kept after the last write (default: a day, or ten
+    /// intervals). Readers mark it stale after three intervals.
+    #[arg(long, value_name = "SECONDS")]
+    snapshot_retention: Option<u64>,
+    /// Log format: `text` or `json` (one JSON object a line, with span fields).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How logs are written to stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cfg = Config::parse();
+    init_logs(cfg.log_format);
     if cfg.print_config {
         println!("{cfg:#?}");
         return Ok(());
@@ -111,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
     let mut config = BundleConfig::new(&cfg.site, Duration::from_secs_f64(cfg.interval));
     config.redis_url = cfg.redis_url.clone();
     config.amqp_mgmt_url = cfg.amqp_mgmt_url.clone();
+    if let Some(secs) = cfg.snapshot_retention {
+        config.snapshot_retention = Duration::from_secs(secs.max(1));
+    }
     let bundle = Bundle::new(&catalog, config, history);
 
     if cfg.once {

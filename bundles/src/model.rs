@@ -19,11 +19,50 @@ pub struct Snapshot {
     /// Errors of the broker and state-store probes of the last round (resource errors
     /// live on the resource).
     pub errors: Vec<String>,
+    /// Milliseconds between the service's rounds (0 in snapshots of older services).
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// Set by readers when the service stopped updating the snapshot: seconds since it last
+    /// did. Its resources are then stale, with the reason as their error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_updating_s: Option<u64>,
 }
 
 impl Snapshot {
     pub fn resource(&self, name: &str) -> Option<&ResourceSnapshot> {
         self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// How old a snapshot may get before its service counts as stopped: three rounds, at
+    /// least 60 s.
+    pub fn stale_after_ms(&self) -> u64 {
+        (self.interval_ms * 3).max(60_000)
+    }
+
+    /// At `now_ms`, a snapshot older than [`Snapshot::stale_after_ms`] is from a service
+    /// that stopped updating: every resource becomes stale, its error says since when (and
+    /// keeps the last probe's error), and `stopped_updating_s` is set. Returns whether it
+    /// was.
+    pub fn mark_if_service_stopped(&mut self, now_ms: u64) -> bool {
+        let age_ms = now_ms.saturating_sub(self.taken_ms);
+        if age_ms <= self.stale_after_ms() {
+            return false;
+        }
+        let age_s = age_ms / 1000;
+        let why = format!(
+            "bundle service of site `{}` stopped updating: last snapshot {age_s} s ago (expected every {} s)",
+            self.site,
+            self.interval_ms.div_ceil(1000)
+        );
+        for r in &mut self.resources {
+            r.stale = true;
+            r.error = Some(match r.error.take() {
+                Some(last) => format!("{why}; last probe error: {last}"),
+                None => why.clone(),
+            });
+        }
+        self.stopped_updating_s = Some(age_s);
+        true
     }
 }
 
@@ -40,7 +79,7 @@ pub struct ResourceSnapshot {
     pub catalog_nodes: u32,
     pub cores_per_node: u32,
     pub queues: Vec<QueueSnapshot>,
-    /// When a probe last succeeded (ms), 0 when none has.
+    /// When the last successful probe ended (ms), 0 when none has.
     pub probed_ms: u64,
     /// How long the last successful probe took.
     pub probe_latency_ms: u64,
@@ -62,8 +101,8 @@ pub struct QueueSnapshot {
     pub nodes_down: u32,
     pub jobs_running: u32,
     pub jobs_queued: u32,
-    /// Sizes of the queued jobs when the batch system tells them (SLURM); `None` when
-    /// only counts are known.
+    /// Sizes of the queued jobs (every batch system but `local`); `None` when only counts
+    /// are known.
     pub queued_jobs: Option<Vec<JobSize>>,
     /// Sizes of the running jobs, same rule.
     pub running_jobs: Option<Vec<JobSize>>,
@@ -83,7 +122,13 @@ impl QueueSnapshot {
 /// A job's size: nodes x requested walltime (and time used so far for running jobs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSize {
+    /// Whole nodes: as the batch system reports them, else its cores (SGE slots, LSF slots)
+    /// over the catalog's cores per node, rounded up.
     pub nodes: u32,
+    /// Cores or slots when the batch system tells them, else 0.
+    #[serde(default)]
+    pub cores: u32,
+    /// Requested walltime, else the queue's limit (0: neither known).
     pub walltime_s: u64,
     /// Seconds it has run (0 for queued jobs).
     #[serde(default)]

@@ -50,10 +50,11 @@ pub fn openapi() -> serde_json::Value {
                 }
             }},
             "/healthz": { "get": {
-                "summary": "Liveness, last probe time and stale resources.",
-                "responses": { "200": ok("Health", json!({ "type": "object", "properties": {
-                    "status": string(), "site": string(), "last_probe_ms": int(),
-                    "resources": int(), "stale": { "type": "array", "items": string() } } })) }
+                "summary": "Health: unavailable (503) with the reasons when every resource is stale or Redis is unreachable.",
+                "responses": {
+                    "200": ok("Healthy: `status` is `ok`, `reasons` empty", schema_ref("Health")),
+                    "503": ok("Unavailable: `status` is `unavailable`, with the reasons", schema_ref("Health"))
+                }
             }},
             "/metrics": { "get": {
                 "summary": "Prometheus text exposition.",
@@ -68,7 +69,7 @@ pub fn openapi() -> serde_json::Value {
         "components": { "schemas": {
             "Error": { "type": "object", "required": ["error"], "properties": { "error": string() } },
             "JobSize": { "type": "object", "properties": {
-                "nodes": int(), "walltime_s": int(), "elapsed_s": int() } },
+                "nodes": int(), "cores": int(), "walltime_s": int(), "elapsed_s": int() } },
             "QueueSnapshot": { "type": "object", "properties": {
                 "name": string(), "max_walltime_s": nullable_int(), "max_nodes": nullable_int(),
                 "nodes_total": int(), "nodes_free": int(), "nodes_busy": int(), "nodes_down": int(),
@@ -95,7 +96,15 @@ pub fn openapi() -> serde_json::Value {
                 "resources": { "type": "array", "items": schema_ref("ResourceSnapshot") },
                 "pilot_queues": { "type": "array", "items": schema_ref("PilotQueueDepth") },
                 "pilots": { "type": "array", "items": schema_ref("PilotLoadView") },
-                "errors": { "type": "array", "items": string() } } },
+                "errors": { "type": "array", "items": string() },
+                "interval_ms": int(),
+                "stopped_updating_s": { "type": "integer", "format": "int64", "nullable": true,
+                    "description": "Set by readers of the Redis snapshot when its service stopped updating it: seconds since the last update; its resources are then stale." } } },
+            "Health": { "type": "object", "required": ["status", "reasons"], "properties": {
+                "status": { "type": "string", "enum": ["ok", "unavailable"] },
+                "reasons": { "type": "array", "items": string() },
+                "site": string(), "last_probe_ms": int(), "resources": int(),
+                "stale": { "type": "array", "items": string() } } },
             "Evidence": { "type": "object", "required": ["kind"],
                 "description": "What the estimate used; more fields per kind.",
                 "properties": { "kind": { "type": "string", "enum": [

@@ -2,14 +2,13 @@
 //! the RabbitMQ management API, pilot load from the state store. Each returns values or an
 //! error string; the caller decides what a failure means (a stale resource, an error line).
 
-use crate::model::{PilotLoadView, PilotQueueDepth, QueueSnapshot};
-use crate::slurm_jobs::{squeue_sizes, SlurmJob};
+use crate::model::{JobSize, PilotLoadView, PilotQueueDepth, QueueSnapshot};
 use emanager_shared::access::runner::CommandRunner;
 use emanager_shared::access::{
-    command_runner_for, job_service_with_runner, JobService, JobState, QueueInfo,
+    command_runner_for, job_service_with_runner, JobInfo, JobService, JobState, QueueInfo,
 };
 use emanager_shared::catalog::{AccessKind, ResourceEntry};
-use emanager_shared::store::{RedisStore, StateStore};
+use emanager_shared::store::StateStore;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +24,9 @@ pub struct ResourceProber {
 #[derive(Clone, Debug, Default)]
 pub struct ResourceProbe {
     pub queues: Vec<QueueSnapshot>,
-    /// Jobs with per-job detail (SLURM only), for the waits of our own pilots.
-    pub jobs: Vec<SlurmJob>,
+    /// Every user's jobs with their sizes (none for `local`), for the backlog and the
+    /// waits of our own pilots.
+    pub jobs: Vec<JobInfo>,
 }
 
 impl ResourceProber {
@@ -45,17 +45,12 @@ impl ResourceProber {
         self.runner.host()
     }
 
-    /// Asks the batch system about its queues (and, on SLURM, its jobs), within `timeout`.
+    /// Asks the batch system about its queues and jobs, within `timeout`.
     pub async fn probe(&self, now_s: u64, timeout: Duration) -> Result<ResourceProbe, String> {
         let work = async {
-            let reported = self.service.queues().await.map_err(|e| e.to_string())?;
-            let jobs = match self.entry.access {
-                AccessKind::Slurm => squeue_sizes(self.runner.as_ref())
-                    .await
-                    .map_err(|e| e.to_string())?,
-                _ => Vec::new(),
-            };
-            let sizes_known = self.entry.access == AccessKind::Slurm;
+            let (reported, jobs) = tokio::try_join!(self.service.queues(), self.service.jobs())
+                .map_err(|e| e.to_string())?;
+            let sizes_known = self.entry.access != AccessKind::Local;
             Ok(ResourceProbe {
                 queues: merge_queues(&self.entry, &reported, &jobs, sizes_known, now_s),
                 jobs,
@@ -68,28 +63,32 @@ impl ResourceProber {
 }
 
 /// The catalog's queues with what the batch system reported for them (matched by the name
-/// passed at submission), then any reported queue the catalog does not list.
+/// passed at submission), then any reported queue the catalog does not list. With
+/// `sizes_known`, each queue gets the sizes of the jobs that wait for it or run in it: nodes
+/// as reported or the job's cores over the catalog's cores per node, walltime as requested
+/// or the queue's limit.
 pub fn merge_queues(
     entry: &ResourceEntry,
     reported: &[QueueInfo],
-    jobs: &[SlurmJob],
+    jobs: &[JobInfo],
     sizes_known: bool,
     now_s: u64,
 ) -> Vec<QueueSnapshot> {
     let snapshot = |name: &str, batch_name: &str, info: Option<&QueueInfo>| {
         let spec = entry.queues.iter().find(|q| q.name == name);
+        let info = info.cloned().unwrap_or_default();
+        let max_walltime_s = spec.map(|s| s.max_walltime_s).or(info.max_walltime_s);
         let of_state = |state: JobState| {
             sizes_known.then(|| {
                 jobs.iter()
-                    .filter(|j| j.state == state && j.partition.split(',').any(|p| p == batch_name))
-                    .map(|j| j.size(now_s))
+                    .filter(|j| j.state == state && j.in_queue(batch_name))
+                    .map(|j| job_size(j, entry.cores_per_node, max_walltime_s, now_s))
                     .collect()
             })
         };
-        let info = info.cloned().unwrap_or_default();
         QueueSnapshot {
             name: name.to_string(),
-            max_walltime_s: spec.map(|s| s.max_walltime_s).or(info.max_walltime_s),
+            max_walltime_s,
             max_nodes: spec.map(|s| s.max_nodes).or(info.max_nodes),
             nodes_total: info.nodes_total,
             nodes_free: info.nodes_free,
@@ -118,6 +117,29 @@ pub fn merge_queues(
         out.push(q);
     }
     out
+}
+
+/// A listed job's size on this resource at `now_s`.
+pub fn job_size(
+    job: &JobInfo,
+    cores_per_node: u32,
+    queue_limit_s: Option<u64>,
+    now_s: u64,
+) -> JobSize {
+    let elapsed_s = match (job.state, job.start_ms) {
+        (JobState::Running, Some(start)) => now_s.saturating_sub(start / 1000),
+        _ => 0,
+    };
+    JobSize {
+        nodes: job.nodes_on(cores_per_node),
+        cores: job.cores,
+        walltime_s: if job.walltime_s > 0 {
+            job.walltime_s
+        } else {
+            queue_limit_s.unwrap_or(0)
+        },
+        elapsed_s,
+    }
 }
 
 #[derive(Deserialize)]
@@ -192,11 +214,8 @@ pub async fn probe_broker(
     parse_mgmt_queues(&body)
 }
 
-/// Every campaign's pilots with their load, from the state store at `redis_url`.
-pub async fn probe_pilots(redis_url: &str) -> Result<Vec<PilotLoadView>, String> {
-    let store = RedisStore::connect(redis_url)
-        .await
-        .map_err(|e| format!("{e} (start Redis: deploy/dev/services-up.sh)"))?;
+/// Every campaign's pilots with their load, from the state store.
+pub async fn probe_pilots(store: &dyn StateStore) -> Result<Vec<PilotLoadView>, String> {
     let mut out = Vec::new();
     for campaign in store.list_campaigns().await.map_err(|e| e.to_string())? {
         for view in store.pilots(&campaign).await.map_err(|e| e.to_string())? {

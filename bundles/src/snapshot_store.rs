@@ -1,5 +1,10 @@
-//! The snapshot in Redis (`em:bundles:<site>`, JSON, with a TTL) so the manager reads what
-//! every site's bundle service saw without HTTP, and [`merge`] for several sites.
+//! The snapshot in Redis (`em:bundles:<site>`, JSON) so the manager reads what every site's
+//! bundle service saw without HTTP, and [`merge`] for several sites.
+//!
+//! A snapshot lives long after its service stops (the retention, a day by default): readers
+//! mark it stale once it is older than three of its service's rounds
+//! ([`Snapshot::mark_if_service_stopped`]), so a dead service's resources show as stale with
+//! their age instead of vanishing.
 
 use crate::model::Snapshot;
 use redis::AsyncCommands;
@@ -26,32 +31,48 @@ async fn connect(redis_url: &str) -> anyhow::Result<redis::aio::MultiplexedConne
     .with_context(|| format!("Redis at {redis_url} (start it: deploy/dev/services-up.sh)"))
 }
 
-/// Writes `snapshot` under its site's key, expiring after `ttl`.
+/// Writes `snapshot` under its site's key, kept for `retention` after this write.
 pub async fn write_snapshot(
     redis_url: &str,
     snapshot: &Snapshot,
-    ttl: Duration,
+    retention: Duration,
 ) -> anyhow::Result<()> {
     let mut con = connect(redis_url).await?;
     let json = serde_json::to_string(snapshot)?;
     let _: () = con
-        .set_ex(snapshot_key(&snapshot.site), json, ttl.as_secs().max(1))
+        .set_ex(
+            snapshot_key(&snapshot.site),
+            json,
+            retention.as_secs().max(1),
+        )
         .await?;
     Ok(())
 }
 
-/// Every site's snapshot in the store (expired ones are gone; unreadable ones are
-/// reported as errors, not skipped).
+/// Every site's snapshot in the store, those of services that stopped updating marked
+/// stale (see [`Snapshot::mark_if_service_stopped`]); unreadable ones are reported as
+/// errors, not skipped.
 pub async fn read_snapshots(redis_url: &str) -> anyhow::Result<Vec<Snapshot>> {
     let mut con = connect(redis_url).await?;
+    // Only string keys: anything else under the prefix is not ours to read.
     let mut keys: Vec<String> = Vec::new();
-    {
-        let mut iter = con
-            .scan_match::<_, String>(format!("{KEY_PREFIX}*"))
+    let mut cursor = 0u64;
+    loop {
+        let (next, page): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{KEY_PREFIX}*"))
+            .arg("COUNT")
+            .arg(100)
+            .arg("TYPE")
+            .arg("string")
+            .query_async(&mut con)
             .await?;
-        while let Some(k) = futures::StreamExt::next(&mut iter).await {
-            keys.push(k);
+        keys.extend(page);
+        if next == 0 {
+            break;
         }
+        cursor = next;
     }
     keys.sort();
     let mut out = Vec::new();
@@ -63,8 +84,9 @@ pub async fn read_snapshots(redis_url: &str) -> anyhow::Result<Vec<Snapshot>> {
         }
         let json: Option<String> = con.get(&key).await?;
         if let Some(json) = json {
-            let snap = serde_json::from_str(&json)
+            let mut snap: Snapshot = serde_json::from_str(&json)
                 .map_err(|e| anyhow::anyhow!("Redis key {key}: not a bundle snapshot: {e}"))?;
+            snap.mark_if_service_stopped(emanager_shared::now_ms());
             out.push(snap);
         }
     }
@@ -72,8 +94,9 @@ pub async fn read_snapshots(redis_url: &str) -> anyhow::Result<Vec<Snapshot>> {
 }
 
 /// One view of several sites: every resource once (the freshest good probe wins, a stale
-/// one only when no site has a good one), every pilot queue and pilot once (newest
-/// snapshot wins), all errors. The site is the sites joined with `+`.
+/// one only when no site has a good one; each keeps its own `site`), every pilot queue and
+/// pilot once (newest snapshot wins), all errors prefixed by their site, and a line per
+/// service that stopped updating. The site is the sites joined with `+`.
 pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
     let mut by_age: Vec<&Snapshot> = snapshots.iter().collect();
     by_age.sort_by_key(|s| std::cmp::Reverse(s.taken_ms));
@@ -84,6 +107,7 @@ pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
             .collect::<Vec<_>>()
             .join("+"),
         taken_ms: by_age.first().map_or(0, |s| s.taken_ms),
+        interval_ms: snapshots.iter().map(|s| s.interval_ms).max().unwrap_or(0),
         ..Default::default()
     };
     for snap in &by_age {
@@ -115,6 +139,12 @@ pub fn merge(snapshots: &[Snapshot]) -> Snapshot {
         }
         out.errors
             .extend(snap.errors.iter().map(|e| format!("{}: {e}", snap.site)));
+        if let Some(age) = snap.stopped_updating_s {
+            out.errors.push(format!(
+                "{}: bundle service stopped updating {age} s ago",
+                snap.site
+            ));
+        }
     }
     out.resources.sort_by(|a, b| a.name.cmp(&b.name));
     out

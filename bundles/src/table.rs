@@ -4,8 +4,10 @@ use crate::model::Snapshot;
 use emanager_shared::access::timefmt::format_hms;
 use std::fmt::Write;
 
-/// One line per resource and queue: nodes free/total (down), jobs running/queued, queued
-/// node-hours when known, walltime limit, and the probe's age or error; then pilot queues.
+/// One line per resource and queue: its site, nodes free/total (down), jobs running/queued,
+/// queued node-hours when known, walltime limit, and the probe's age (`STALE` when the last
+/// probe failed or its service stopped updating, with the error below); then pilot queues.
+/// Give it one [`crate::merge`]d snapshot for one view over sites.
 pub fn render_table(snapshots: &[Snapshot]) -> String {
     let now = emanager_shared::now_ms();
     let mut rows: Vec<[String; 9]> = vec![[
@@ -33,8 +35,13 @@ pub fn render_table(snapshots: &[Snapshot]) -> String {
             } else {
                 probed
             };
+            let site = if r.site.is_empty() {
+                &snap.site
+            } else {
+                &r.site
+            };
             if let Some(e) = &r.error {
-                notes.push(format!("{}/{}: {e}", snap.site, r.name));
+                notes.push(format!("{site}/{}: {e}", r.name));
             }
             for q in &r.queues {
                 let queued = match q.queued_node_s() {
@@ -42,7 +49,7 @@ pub fn render_table(snapshots: &[Snapshot]) -> String {
                     None => q.jobs_queued.to_string(),
                 };
                 rows.push([
-                    snap.site.clone(),
+                    site.clone(),
                     r.name.clone(),
                     q.name.clone(),
                     if q.reported {

@@ -33,11 +33,13 @@ fn busy_queue() -> QueueSnapshot {
         queued_jobs: Some(vec![
             JobSize {
                 nodes: 5,
+                cores: 0,
                 walltime_s: 3600,
                 elapsed_s: 0,
             },
             JobSize {
                 nodes: 5,
+                cores: 0,
                 walltime_s: 3600,
                 elapsed_s: 0,
             },
@@ -45,11 +47,13 @@ fn busy_queue() -> QueueSnapshot {
         running_jobs: Some(vec![
             JobSize {
                 nodes: 4,
+                cores: 0,
                 walltime_s: 3600,
                 elapsed_s: 3000,
             },
             JobSize {
                 nodes: 6,
+                cores: 0,
                 walltime_s: 3600,
                 elapsed_s: 600,
             },
@@ -127,6 +131,53 @@ fn counts_without_sizes_are_flagged_as_guessed() {
     }
     // 4 jobs x 1 node x 1800 s / 2 nodes + 1800 s until a node frees.
     assert_eq!(est.p50_s, 3600 + 1800);
+}
+
+/// Grid Engine's queue as the probe builds it from the captured `qhost -q` and
+/// `qstat -u '*' -r` (two pending jobs of 300 s and 600 s in all.q, whose only host is
+/// busy): the backlog uses the job sizes, as for SLURM.
+#[test]
+fn sge_job_sizes_feed_the_backlog_like_slurm() {
+    use emanager_shared::access::listing::sge::{parse_qhost_queues, parse_qstat_r};
+    let shared = format!(
+        "{}/../shared/tests/fixtures/sge",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let read = |f: &str| std::fs::read_to_string(format!("{shared}/{f}")).unwrap();
+    let catalog = emanager_shared::catalog::Catalog::load(format!(
+        "{}/../examples/resources.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let entry = catalog.get("localhost-sge").unwrap();
+    let info = parse_qhost_queues(&read("qhost_q_busy.stdout"));
+    let jobs = parse_qstat_r(&read("qstat_r_running_pending.stdout"));
+    let queues = emanager_bundles::probe::merge_queues(entry, &info, &jobs, true, 0);
+    let all_q = queues.iter().find(|q| q.name == "all.q").unwrap();
+    let est = estimate(
+        &WaitHistory::new(),
+        "localhost-sge",
+        "all.q",
+        REQ,
+        Some(all_q),
+        None,
+    );
+    match &est.evidence[0] {
+        Evidence::Backlog {
+            sizes_known,
+            queued_node_hours,
+            usable_nodes,
+            ..
+        } => {
+            assert!(sizes_known);
+            assert_eq!((*queued_node_hours, *usable_nodes), (0.25, 1));
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(
+        est.p50_s >= 900,
+        "the queued 900 node-seconds at least: {est:?}"
+    );
 }
 
 #[test]
@@ -267,7 +318,7 @@ proptest::proptest! {
             max_walltime_s: Some(7200),
             nodes_total: 10,
             nodes_free: free,
-            queued_jobs: Some(queued.iter().map(|&(n, w)| JobSize { nodes: n, walltime_s: w, elapsed_s: 0 }).collect()),
+            queued_jobs: Some(queued.iter().map(|&(n, w)| JobSize { nodes: n, cores: 0, walltime_s: w, elapsed_s: 0 }).collect()),
             reported: true,
             ..Default::default()
         };

@@ -1,15 +1,24 @@
-//! Parsers against captured real outputs: squeue job sizes, the RabbitMQ management API,
-//! SGE/SLURM queues merged with the catalog (down nodes, empty queues), and wait traces.
+//! Parsers against captured real outputs: the RabbitMQ management API, queues of every
+//! batch system merged with the catalog and the job listings (down nodes, empty queues,
+//! sizes), and wait traces. The batch outputs are shared's fixtures
+//! (`shared/tests/fixtures/`, see its README).
 
 use emanager_bundles::probe::{merge_queues, parse_mgmt_queues, pilot_queue_name};
-use emanager_bundles::slurm_jobs::parse_squeue_sizes;
 use emanager_bundles::traces::{parse_swf, parse_xsede_pilot, xsede_file_size};
-use emanager_shared::access::{sge, slurm, JobState};
+use emanager_shared::access::listing::slurm::parse_squeue_jobs;
+use emanager_shared::access::listing::{
+    lsf as lsf_listing, pbs as pbs_listing, sge as sge_listing,
+};
+use emanager_shared::access::{lsf, sge, slurm, QueueInfo};
 use emanager_shared::catalog::Catalog;
 
 fn fixture(path: &str) -> String {
     let p = format!("{}/tests/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+fn batch_fixture(path: &str) -> String {
+    fixture(&format!("../../shared/tests/fixtures/{path}"))
 }
 
 fn dev_catalog() -> Catalog {
@@ -21,36 +30,11 @@ fn dev_catalog() -> Catalog {
 }
 
 #[test]
-fn squeue_sizes_reads_running_and_pending_jobs() {
-    let jobs = parse_squeue_sizes(&fixture(
-        "fixtures/slurm/squeue_sizes_running_pending.stdout",
-    ));
-    assert_eq!(jobs.len(), 2);
-    let pending = &jobs[0];
-    assert_eq!(pending.state, JobState::Queued);
-    assert_eq!((pending.nodes, pending.walltime_s), (1, 180));
-    assert_eq!(pending.wait_s(), None, "a pending job has not waited yet");
-    let running = &jobs[1];
-    assert_eq!(running.state, JobState::Running);
-    assert_eq!(running.name, "emanager-localhost-slurm");
-    assert_eq!(running.wait_s(), Some(1));
-    let size = running.size(running.start_s.unwrap() + 30);
-    assert_eq!((size.elapsed_s, size.remaining_s()), (30, 90));
-}
-
-#[test]
-fn squeue_sizes_of_an_idle_cluster_is_empty() {
-    assert!(parse_squeue_sizes(&fixture("fixtures/slurm/squeue_sizes_empty.stdout")).is_empty());
-}
-
-#[test]
 fn slurm_queues_merge_with_catalog_and_job_sizes() {
     let catalog = dev_catalog();
     let entry = catalog.get("localhost-slurm").unwrap();
     let mut info = slurm::parse_sinfo(&fixture("fixtures/slurm/sinfo_drained.stdout")).unwrap();
-    let jobs = parse_squeue_sizes(&fixture(
-        "fixtures/slurm/squeue_sizes_running_pending.stdout",
-    ));
+    let jobs = parse_squeue_jobs(&batch_fixture("slurm/squeue_sizes_running_pending.stdout"));
     slurm::add_job_counts(&mut info, "debug|PENDING\ndebug|RUNNING\n");
     let queues = merge_queues(entry, &info, &jobs, true, 1_795_584_139);
     let debug = queues.iter().find(|q| q.name == "debug").unwrap();
@@ -84,6 +68,122 @@ fn sge_host_down_shows_as_down_nodes_without_sizes() {
         assert_eq!(q.nodes_down, 1, "{q:?}");
         assert_eq!(q.queued_jobs, None, "SGE gives counts, not sizes");
     }
+}
+
+/// SGE as the probe sees it: node states from `qhost -q` (short.q@vm disabled), the
+/// jobs of `qstat -u '*' -r` counted and sized per queue (slots over 2 cores per node).
+#[test]
+fn sge_queues_get_job_sizes_from_qstat_r_and_disabled_hosts_from_qhost() {
+    let catalog = dev_catalog();
+    let entry = catalog.get("localhost-sge").unwrap();
+    let mut info = sge_listing::parse_qhost_queues(&batch_fixture("sge/qhost_q_disabled.stdout"));
+    let jobs = sge_listing::parse_qstat_r(&batch_fixture("sge/qstat_r_running_pending.stdout"));
+    for q in &mut info {
+        q.jobs_running = jobs
+            .iter()
+            .filter(|j| j.in_queue(&q.name) && j.start_ms.is_some())
+            .count() as u32;
+    }
+    let queues = merge_queues(entry, &info, &jobs, true, 0);
+    let all_q = queues.iter().find(|q| q.name == "all.q").unwrap();
+    assert_eq!((all_q.nodes_busy, all_q.nodes_down), (1, 0));
+    let queued = all_q.queued_jobs.as_ref().unwrap();
+    assert_eq!(queued.len(), 2, "{queued:?}");
+    assert_eq!(
+        (queued[0].nodes, queued[0].cores, queued[0].walltime_s),
+        (1, 2, 300)
+    );
+    assert_eq!(all_q.queued_node_s(), Some(300 + 600));
+    assert_eq!(all_q.running_jobs.as_ref().unwrap()[0].walltime_s, 120);
+    let short_q = queues.iter().find(|q| q.name == "short.q").unwrap();
+    assert_eq!(short_q.nodes_down, 1, "disabled instance");
+    let running = short_q.running_jobs.as_ref().unwrap();
+    assert_eq!(running[0].walltime_s, 60, "no h_rt: the queue's limit");
+    assert_eq!(
+        short_q.queued_node_s(),
+        Some(30),
+        "the held job asked for short.q"
+    );
+}
+
+#[test]
+fn pbs_jobs_feed_the_backlog_with_nodect_and_walltime() {
+    let catalog = Catalog::parse(
+        r#"
+[resources.gadi]
+access = "pbs"
+nodes = 100
+cores_per_node = 48
+[[resources.gadi.queues]]
+name = "normal"
+partition = "normal-exec"
+max_walltime = "48:00:00"
+max_nodes = 100
+"#,
+    )
+    .unwrap();
+    let entry = catalog.get("gadi").unwrap();
+    let jobs = pbs_listing::parse_qstat_f_jobs(&batch_fixture("pbs/qstat_f_queued.stdout"));
+    let info = [QueueInfo {
+        name: "normal-exec".into(),
+        nodes_total: 100,
+        jobs_queued: 1,
+        ..Default::default()
+    }];
+    let queues = merge_queues(entry, &info, &jobs, true, 0);
+    assert_eq!(
+        queues.len(),
+        1,
+        "the catalog queue matched by its batch name"
+    );
+    assert_eq!(queues[0].queued_node_s(), Some(36_000), "1 node x 10 h");
+}
+
+#[test]
+fn lsf_hosts_and_jobs_give_states_and_sizes() {
+    let catalog = Catalog::parse(
+        r#"
+[resources.lxplus]
+access = "lsf"
+nodes = 5
+cores_per_node = 8
+[[resources.lxplus.queues]]
+name = "test"
+max_walltime = "01:00:00"
+max_nodes = 1
+[[resources.lxplus.queues]]
+name = "8nm"
+max_walltime = "00:08:00"
+max_nodes = 1
+"#,
+    )
+    .unwrap();
+    let entry = catalog.get("lxplus").unwrap();
+    let hosts = lsf_listing::parse_bhosts(&batch_fixture("lsf/bhosts_w_unavail.stdout"));
+    let mut info = lsf::parse_bqueues(&batch_fixture("lsf/bqueues_empty_queues.stdout"));
+    for q in &mut info {
+        (q.nodes_total, q.nodes_free, q.nodes_busy, q.nodes_down) =
+            (hosts.total, hosts.free, hosts.busy, hosts.down);
+    }
+    let jobs = lsf_listing::parse_bjobs_jobs(&batch_fixture("lsf/bjobs_u_all_o.stdout"));
+    let queues = merge_queues(entry, &info, &jobs, true, 0);
+    let test = queues.iter().find(|q| q.name == "test").unwrap();
+    assert!(!test.reported, "the IBM example has no queue `test`");
+    assert_eq!(test.running_jobs.as_ref().unwrap().len(), 3);
+    assert_eq!(
+        test.queued_node_s(),
+        Some(3600),
+        "pending, size unknown: 1 node x limit"
+    );
+    let eight = queues.iter().find(|q| q.name == "8nm").unwrap();
+    assert_eq!(eight.queued_node_s(), Some(480));
+    let normal = queues.iter().find(|q| q.name == "normal").unwrap();
+    assert!(normal.reported && normal.jobs_queued == 0, "empty queue");
+    assert_eq!(
+        (normal.nodes_total, normal.nodes_down),
+        (5, 2),
+        "unavail + closed_Adm"
+    );
 }
 
 #[test]

@@ -139,7 +139,24 @@ fn stdout_of(dir: &Path, campaign: &str, task: &str) -> String {
         .unwrap_or_else(|e| panic!("stdout of {task}: {e}"))
 }
 
-/// Drops the campaign's keys and queues.
+/// The queue waits the manager recorded for the campaign's batch pilots, with their ids in
+/// the shared stream.
+async fn pilot_waits_of(campaign: &str) -> Vec<(String, emanager_shared::model::PilotWait)> {
+    let (_, store) = integration_tests::services().await;
+    let c: emanager_shared::CampaignId = campaign.parse().unwrap();
+    let mut ours = Vec::new();
+    let mut after = "0".to_string();
+    loop {
+        let page = store.pilot_waits(&after, 1000).await.unwrap();
+        let Some((last, _)) = page.last() else {
+            return ours;
+        };
+        after = last.clone();
+        ours.extend(page.into_iter().filter(|(_, w)| w.campaign == c));
+    }
+}
+
+/// Drops the campaign's keys, queues and recorded pilot waits.
 async fn cleanup(campaign: &str) {
     let (broker, store) = integration_tests::services().await;
     let c = campaign.parse().unwrap();
@@ -148,6 +165,20 @@ async fn cleanup(campaign: &str) {
     }
     let _ = broker.delete_campaign(&c).await;
     let _ = store.delete_campaign(&c).await;
+    let waits = pilot_waits_of(campaign).await;
+    if !waits.is_empty() {
+        let mut con = redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut del = redis::cmd("XDEL");
+        del.arg(emanager_shared::store::PILOT_WAITS_KEY);
+        for (id, _) in &waits {
+            del.arg(id);
+        }
+        let _: Result<i64, _> = del.query_async(&mut con).await;
+    }
 }
 
 const ECHO_JOB: &str = r#"
@@ -212,6 +243,23 @@ async fn a_campaign_on_a_grid_engine_pilot_runs_its_tasks_inside_the_qsub_job() 
     let job = st["pilots"][0]["job_id"].as_str().unwrap().to_string();
     assert!(!job.is_empty(), "{st}");
     assert!(stdout_of(dir.path(), &c, "t-0").starts_with(&format!("job={job} ")));
+    // Its wait in the queue went to the bundle services' stream when its agent registered.
+    let waits = pilot_waits_of(&c).await;
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    let w = &waits[0].1;
+    assert_eq!(
+        (
+            w.resource.as_str(),
+            w.queue.as_str(),
+            w.job_id.as_str(),
+            w.walltime_s
+        ),
+        ("sge", "all.q", job.as_str(), 600)
+    );
+    assert!(
+        w.submitted_ms > 0 && w.started_ms >= w.submitted_ms && w.wait_s() < 120.0,
+        "{w:?}"
+    );
     cleanup(&c).await;
 }
 

@@ -428,6 +428,7 @@ fn write_full_snapshot() {
     let site = format!("it-{}", uuid::Uuid::new_v4().simple());
     let job = JobSize {
         nodes: 2,
+        cores: 16,
         walltime_s: 3600,
         elapsed_s: 60,
     };
@@ -464,6 +465,8 @@ fn write_full_snapshot() {
             ..Default::default()
         }],
         errors: vec![format!("probe of {site} failed: test")],
+        interval_ms: 60_000,
+        ..Default::default()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(emanager_bundles::snapshot_store::write_snapshot(
@@ -651,4 +654,102 @@ fn resources_shows_the_bundle_snapshots_in_redis() {
         .clone();
     assert!(json(&out).is_object());
     let _: () = redis::cmd("DEL").arg(&stream).query(&mut con).unwrap();
+    rt.block_on(delete_snapshot(&site));
+}
+
+/// A bundle service that stopped 10 minutes ago: its resource is not dropped but shown
+/// STALE, with its age and why, in the table and in the JSON.
+#[test]
+fn resources_of_a_stopped_bundle_service_show_stale_with_their_age() {
+    use emanager_bundles::model::{QueueSnapshot, ResourceSnapshot};
+    let dir = tempfile::tempdir().unwrap();
+    let site = format!("it-stopped-{}", uuid::Uuid::new_v4().simple());
+    let resource = format!("res-{}", uuid::Uuid::new_v4().simple());
+    let taken = emanager_shared::now_ms() - 600_000;
+    let snapshot = emanager_bundles::Snapshot {
+        site: site.clone(),
+        taken_ms: taken,
+        interval_ms: 60_000,
+        resources: vec![ResourceSnapshot {
+            name: resource.clone(),
+            access: "slurm".into(),
+            site: site.clone(),
+            probed_ms: taken,
+            queues: vec![QueueSnapshot {
+                name: "debug".into(),
+                nodes_total: 4,
+                nodes_free: 3,
+                reported: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(emanager_bundles::snapshot_store::write_snapshot(
+        &integration_tests::redis_url(),
+        &snapshot,
+        Duration::from_secs(120),
+    ))
+    .unwrap();
+    let table = emanager(dir.path())
+        .arg("resources")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let table = String::from_utf8_lossy(&table).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains(&resource))
+        .unwrap_or_else(|| panic!("{resource} vanished:\n{table}"));
+    assert!(row.starts_with(&site), "the resource's own site: {row}");
+    assert!(row.contains("3/4"), "{row}");
+    assert!(row.contains("s ago STALE"), "{row}");
+    let age: u64 = row
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("s").and_then(|n| n.parse().ok()))
+        .unwrap_or_else(|| panic!("no age in {row}"));
+    assert!((600..700).contains(&age), "{row}");
+    assert!(
+        table.contains(&format!(
+            "! {site}/{resource}: bundle service of site `{site}` stopped updating"
+        )),
+        "{table}"
+    );
+    let out = emanager(dir.path())
+        .args(["resources", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let merged = json(&out);
+    let r = merged["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == resource.as_str())
+        .unwrap_or_else(|| panic!("{merged}"));
+    assert_eq!(r["stale"], true, "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("stopped updating"),
+        "{r}"
+    );
+    rt.block_on(delete_snapshot(&site));
+}
+
+async fn delete_snapshot(site: &str) {
+    let mut con = redis::Client::open(integration_tests::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(emanager_bundles::snapshot_store::snapshot_key(site))
+        .query_async(&mut con)
+        .await
+        .unwrap();
 }

@@ -1,8 +1,8 @@
 //! The in-memory store of embedded mode and the Redis store must behave the same: every
 //! test here runs against both.
 
-use emanager_shared::model::{CampaignMeta, EventKind, PilotLoad, PilotRecord};
-use emanager_shared::store::{MemoryStore, RedisStore, StateStore};
+use emanager_shared::model::{CampaignMeta, EventKind, PilotLoad, PilotRecord, PilotWait};
+use emanager_shared::store::{MemoryStore, RedisStore, StateStore, PILOT_WAITS_KEY};
 use emanager_shared::{
     now_ms, CampaignId, CampaignState, PilotId, PilotState, TaskId, TaskRecord, TaskState,
     Transition, TransitionOutcome,
@@ -249,12 +249,17 @@ async fn a_pilot_job_id_is_recorded_without_touching_the_rest_of_the_record() {
         rec.state = PilotState::Active;
         rec.cores = 8;
         s.put_pilot(&c, &rec).await.unwrap();
+        let before = now_ms();
         s.set_pilot_job(&c, &p, "4242").await.unwrap();
         let v = s.pilots(&c).await.unwrap().pop().unwrap();
         assert_eq!(
             (v.record.job_id.as_str(), v.record.state, v.record.cores),
             ("4242", PilotState::Active, 8),
             "{name}"
+        );
+        assert!(
+            v.record.submitted_ms >= before,
+            "{name}: submission time recorded"
         );
         // An unknown pilot gets no partial record.
         s.set_pilot_job(&c, &PilotId::random(), "1").await.unwrap();
@@ -284,6 +289,97 @@ async fn decisions_are_kept_in_order_up_to_the_limit() {
         assert_eq!(d.last().unwrap().0, n as u64 - 1, "{name}");
         s.delete_campaign(&c).await.unwrap();
         assert!(s.decisions(&c).await.unwrap().is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_agent_registering_keeps_the_submission_time() {
+    for (name, s) in stores().await {
+        let c = CampaignId::random();
+        s.create_campaign(&meta(c)).await.unwrap();
+        let p = PilotId::random();
+        let mut rec = PilotRecord::new(p, "localhost-sge");
+        rec.state = PilotState::Submitted;
+        s.put_pilot(&c, &rec).await.unwrap();
+        s.set_pilot_job(&c, &p, "17").await.unwrap();
+        let submitted = s.pilots(&c).await.unwrap()[0].record.submitted_ms;
+        // The agent read the record before the job id was set: it writes submitted_ms 0.
+        rec.state = PilotState::Active;
+        rec.job_id = "17".into();
+        rec.registered_ms = now_ms();
+        s.put_pilot(&c, &rec).await.unwrap();
+        let v = s.pilots(&c).await.unwrap().pop().unwrap();
+        assert_eq!(v.record.submitted_ms, submitted, "{name}");
+        assert!(v.record.registered_ms >= submitted, "{name}");
+        s.delete_campaign(&c).await.unwrap();
+    }
+}
+
+fn wait(resource: &str, wait_s: u64) -> PilotWait {
+    PilotWait {
+        resource: resource.into(),
+        queue: "all.q".into(),
+        nodes: 1,
+        walltime_s: 600,
+        submitted_ms: 1_000_000,
+        started_ms: 1_000_000 + wait_s * 1000,
+        campaign: CampaignId::random(),
+        pilot: PilotId::random(),
+        job_id: "17".into(),
+    }
+}
+
+#[tokio::test]
+async fn pilot_waits_are_read_in_order_after_the_last_entry_seen() {
+    for (name, s) in stores().await {
+        // The stream is shared by every campaign and test: look only at ours.
+        let resource = format!("conformance-{}", PilotId::random());
+        let first = wait(&resource, 5);
+        let second = wait(&resource, 7);
+        s.record_pilot_wait(&first).await.unwrap();
+        s.record_pilot_wait(&second).await.unwrap();
+        let mut ours = Vec::new();
+        let mut after = "0".to_string();
+        loop {
+            let page = s.pilot_waits(&after, 500).await.unwrap();
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            ours.extend(page.into_iter().filter(|(_, w)| w.resource == resource));
+        }
+        assert_eq!(ours.len(), 2, "{name}");
+        assert_eq!(
+            (&ours[0].1, &ours[1].1),
+            (&first, &second),
+            "{name}: oldest first"
+        );
+        assert_eq!(ours[1].1.wait_s(), 7.0, "{name}");
+        let after_first: Vec<PilotWait> = s
+            .pilot_waits(&ours[0].0, 500)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, w)| w)
+            .filter(|w| w.resource == resource)
+            .collect();
+        assert_eq!(
+            after_first,
+            std::slice::from_ref(&second),
+            "{name}: only what came after"
+        );
+        if name == "redis" {
+            let mut con = redis::Client::open(integration_tests::redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let _: i64 = redis::cmd("XDEL")
+                .arg(PILOT_WAITS_KEY)
+                .arg(&ours[0].0)
+                .arg(&ours[1].0)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
     }
 }
 

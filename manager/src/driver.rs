@@ -1101,6 +1101,14 @@ impl Driver {
                     slot.log = v.record.log_path.clone();
                 }
                 tracing::info!(pilot = %id, cores = slot.cores, "pilot active");
+                crate::pilot_waits::record_queue_wait(
+                    self.store.as_ref(),
+                    &self.c,
+                    &v.record,
+                    slot.request.as_ref(),
+                    &self.sites,
+                )
+                .await;
             }
             if v.record.state.is_final() {
                 lost.push((

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod driver;
 pub mod metrics;
+pub mod pilot_waits;
 pub mod pilots;
 pub mod planner;
 pub mod progress;

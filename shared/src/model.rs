@@ -314,7 +314,12 @@ pub struct PilotRecord {
     pub agent_pid: u32,
     pub log_path: String,
     pub version: String,
+    /// When its agent registered (ms): the allocation started.
     pub registered_ms: u64,
+    /// When its batch job was submitted (ms, set with the job id); 0 for pilots that are no
+    /// batch job.
+    #[serde(default)]
+    pub submitted_ms: u64,
     pub reason: String,
     /// The pool whose agent registered this pilot (empty for a pilot of this campaign alone).
     #[serde(default)]
@@ -338,9 +343,38 @@ impl PilotRecord {
             log_path: String::new(),
             version: String::new(),
             registered_ms: 0,
+            submitted_ms: 0,
             reason: String::new(),
             pool: String::new(),
         }
+    }
+}
+
+/// How long one of our batch pilots waited in its queue: from its job's submission to its
+/// agent's registration. The manager appends one per batch pilot that becomes active to a
+/// stream every bundle service reads (`StateStore::record_pilot_wait`), so queue-wait
+/// estimates learn from every batch system.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PilotWait {
+    /// Catalog resource.
+    pub resource: String,
+    /// Catalog queue name (as the bundle service names queues).
+    pub queue: String,
+    pub nodes: u32,
+    /// Walltime asked for.
+    pub walltime_s: u64,
+    pub submitted_ms: u64,
+    /// When the agent registered (includes the agent's start-up, a second or so).
+    pub started_ms: u64,
+    pub campaign: CampaignId,
+    pub pilot: PilotId,
+    pub job_id: String,
+}
+
+impl PilotWait {
+    /// The wait in seconds (0 if the clocks disagree).
+    pub fn wait_s(&self) -> f64 {
+        self.started_ms.saturating_sub(self.submitted_ms) as f64 / 1000.0
     }
 }
 

@@ -505,7 +505,8 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
 
 /// Show what the bundle services know about each resource and queue: nodes free/busy/down,
 /// jobs running and queued, limits, probe staleness, pilot queues (merged over every site's
-/// snapshot in Redis).
+/// snapshot in Redis, the same for the table and --json). A resource whose probe failed, or
+/// whose bundle service stopped updating, shows STALE with its age and the error.
 ///
 /// Example:
 ///   bundle-service --catalog examples/resources.toml --once   # or run it as a service
@@ -519,18 +520,20 @@ pub async fn resources(g: &GlobalArgs, _a: ResourcesArgs) -> CliResult {
     let snapshots = emanager_bundles::read_snapshots(&cfg.redis_url_or_default())
         .await
         .infra()?;
+    // One view over the sites: each resource from the freshest good probe; a site whose
+    // service stopped updating shows its resources STALE with their age and why. The JSON
+    // is one object, with empty lists when no bundle service wrote a snapshot.
+    let merged = emanager_bundles::merge(&snapshots);
     if g.json {
-        // One object, empty lists when no bundle service wrote a snapshot.
-        let merged = emanager_bundles::merge(&snapshots);
         println!("{}", serde_json::to_string(&merged).unwrap_or_default());
     } else if snapshots.is_empty() {
         println!("no bundle snapshots in this Redis; start `bundle-service --catalog resources.toml --redis-url ...` (docs/bundles.md)");
     } else if g.quiet {
-        for r in emanager_bundles::merge(&snapshots).resources {
+        for r in &merged.resources {
             println!("{}", r.name);
         }
     } else {
-        print!("{}", emanager_bundles::render_table(&snapshots));
+        print!("{}", emanager_bundles::render_table(&[merged]));
     }
     Ok(exit::OK)
 }

@@ -413,6 +413,7 @@ cores_per_node = 4
         q.queued_jobs = Some(vec![
             JobSize {
                 nodes: 10,
+                cores: 0,
                 walltime_s: 7200,
                 elapsed_s: 0
             };

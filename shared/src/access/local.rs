@@ -1,7 +1,9 @@
 //! `local`: the pilot is a process on this host, in its own process group so cancel and
 //! the walltime limit reach everything it started. State comes from the child itself.
 
-use super::{AccessError, JobDescription, JobId, JobService, JobState, JobStatus, QueueInfo};
+use super::{
+    AccessError, JobDescription, JobId, JobInfo, JobService, JobState, JobStatus, QueueInfo,
+};
 use crate::now_ms;
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
@@ -204,6 +206,11 @@ impl JobService for LocalJobService {
             jobs_running: running,
             jobs_queued: 0,
         }])
+    }
+
+    /// Local pilots are processes started at once: nothing queues here.
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError> {
+        Ok(Vec::new())
     }
 
     async fn tail(&self, path: &str, lines: usize) -> Option<String> {

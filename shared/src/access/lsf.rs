@@ -1,11 +1,13 @@
 //! IBM Spectrum LSF: `bsub` (script on stdin, so `#BSUB` lines are read), `bjobs -o`,
-//! `bkill`, `bqueues -w`.
+//! `bkill`; `bqueues -w`, `bhosts -w` and `bjobs -u all -o` for queues and jobs.
 
 use super::batch::{self, CanceledJobs};
+use super::listing::lsf::{bjobs_jobs_argv, no_jobs, parse_bhosts, parse_bjobs_jobs};
 use super::runner::{CommandOutput, CommandRunner};
 use super::timefmt::{current_year, parse_timestamp};
 use super::{
-    template, AccessError, JobDescription, JobId, JobService, JobState, JobStatus, QueueInfo,
+    template, AccessError, JobDescription, JobId, JobInfo, JobService, JobState, JobStatus,
+    QueueInfo,
 };
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -230,9 +232,35 @@ impl JobService for LsfJobService {
         Ok(())
     }
 
+    /// Job counts from `bqueues -w`; host states from `bhosts -w`. LSF queues share the
+    /// cluster's hosts (mapping hosts to queues needs `bqueues -l`): each reports the
+    /// cluster's counts.
     async fn queues(&self) -> Result<Vec<QueueInfo>, AccessError> {
-        let out = batch::run_ok(self.runner.as_ref(), &["bqueues", "-w"]).await?;
-        Ok(parse_bqueues(&out.stdout))
+        let runner = self.runner.as_ref();
+        let mut queues = parse_bqueues(&batch::run_ok(runner, &["bqueues", "-w"]).await?.stdout);
+        let hosts = parse_bhosts(&batch::run_ok(runner, &["bhosts", "-w"]).await?.stdout);
+        for q in &mut queues {
+            (q.nodes_total, q.nodes_free, q.nodes_busy, q.nodes_down) =
+                (hosts.total, hosts.free, hosts.busy, hosts.down);
+        }
+        Ok(queues)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError> {
+        let argv = bjobs_jobs_argv();
+        let out = self.runner.run(&argv, None).await?;
+        if no_jobs(&out.message()) && out.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        if !out.success() {
+            return Err(AccessError::CommandFailed {
+                command: argv.join(" "),
+                host: self.runner.host(),
+                code: out.code,
+                stderr: out.message(),
+            });
+        }
+        Ok(parse_bjobs_jobs(&out.stdout))
     }
 
     async fn tail(&self, path: &str, lines: usize) -> Option<String> {

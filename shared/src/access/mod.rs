@@ -7,6 +7,9 @@
 //! multiplexed SSH connection. Output parsing is pure and lives in each adapter's `parse`
 //! functions, tested against captured real outputs in `shared/tests/fixtures/`.
 //!
+//! [`listing`] parses what the systems say about everyone's hosts and jobs (`queues`,
+//! `jobs`), for the bundle service.
+//!
 //! The manager needs three things: [`crate::catalog::Catalog`] to find a resource,
 //! [`job_service_for`] to get its service, and [`JobDescription`] / [`JobStatus`]. A
 //! resource's `batch_env` (e.g. `SLURM_CONF` for one of several clusters on one host) goes
@@ -16,6 +19,7 @@ pub mod allocation;
 mod batch;
 mod error;
 pub mod hostlist;
+pub mod listing;
 pub mod local;
 pub mod lsf;
 pub mod pbs;
@@ -26,6 +30,7 @@ pub mod template;
 pub mod timefmt;
 
 pub use error::AccessError;
+pub use listing::JobInfo;
 
 use crate::catalog::{AccessKind, ResourceEntry};
 use async_trait::async_trait;
@@ -145,7 +150,7 @@ impl JobDescription {
 }
 
 /// Where a job is in its life, as far as the batch system tells.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobState {
     Queued,
     Running,
@@ -153,6 +158,7 @@ pub enum JobState {
     Failed,
     Canceled,
     /// The batch system has no (more) record of it, or said something not understood.
+    #[default]
     Unknown,
 }
 
@@ -207,6 +213,9 @@ pub trait JobService: Send + Sync {
     async fn state(&self, id: &JobId) -> Result<JobStatus, AccessError>;
     async fn cancel(&self, id: &JobId) -> Result<(), AccessError>;
     async fn queues(&self) -> Result<Vec<QueueInfo>, AccessError>;
+    /// Every user's queued and running jobs with their sizes, as far as the batch system
+    /// tells them (the bundle service's backlog; see [`listing`]).
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError>;
     /// The last `lines` lines of a text file where the jobs run (a job's output), for
     /// messages about a job that failed; `None` when it cannot be read.
     async fn tail(&self, path: &str, lines: usize) -> Option<String>;

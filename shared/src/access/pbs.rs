@@ -1,12 +1,15 @@
 //! PBS Professional / OpenPBS (Polaris, Aurora): `qsub`, `qstat -xf` (`-x` keeps finished
-//! jobs), `qdel`, `qstat -Qf` for queue limits and `pbsnodes -a` for node states.
+//! jobs), `qdel`, `qstat -Qf` for queue limits, `pbsnodes -a` for node states and `qstat -f`
+//! for every job's size.
 //! Torque's `qstat` has no `-x`; it is not supported.
 
 use super::batch::{self, CanceledJobs};
+use super::listing::pbs::parse_qstat_f_jobs;
 use super::runner::{CommandOutput, CommandRunner};
 use super::timefmt::{current_year, format_hms, parse_duration, parse_timestamp};
 use super::{
-    template, AccessError, JobDescription, JobId, JobService, JobState, JobStatus, QueueInfo,
+    template, AccessError, JobDescription, JobId, JobInfo, JobService, JobState, JobStatus,
+    QueueInfo,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -304,6 +307,11 @@ impl JobService for PbsJobService {
             (q.nodes_total, q.nodes_free, q.nodes_busy, q.nodes_down) = (total, free, busy, down);
         }
         Ok(queues)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError> {
+        let out = batch::run_ok(self.runner.as_ref(), &["qstat", "-f"]).await?;
+        Ok(parse_qstat_f_jobs(&out.stdout))
     }
 
     async fn tail(&self, path: &str, lines: usize) -> Option<String> {

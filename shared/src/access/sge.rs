@@ -1,5 +1,5 @@
 //! (Son of / Open) Grid Engine: `qsub -terse -w e`, `qstat`, then `qacct` once a job has
-//! left qstat, `qdel`, `qstat -f` and `qconf -sq` for queues.
+//! left qstat, `qdel`; `qhost -q`, `qstat -u '*' -r` and `qconf -sq` for queues and jobs.
 //!
 //! Cores: SGE counts slots through a parallel environment whose name is site-specific.
 //! The adapter asks for `-pe smp <nodes x cores>` unless the description's extra
@@ -7,10 +7,12 @@
 //! directives (`-l gpu=4`).
 
 use super::batch::{self, CanceledJobs};
+use super::listing::sge::{instance_down, parse_qhost_queues, parse_qstat_r};
 use super::runner::{CommandOutput, CommandRunner};
 use super::timefmt::{current_year, format_hms, parse_duration, parse_timestamp};
 use super::{
-    template, AccessError, JobDescription, JobId, JobService, JobState, JobStatus, QueueInfo,
+    template, AccessError, JobDescription, JobId, JobInfo, JobService, JobState, JobStatus,
+    QueueInfo,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,8 +217,7 @@ pub fn parse_qstat_f(stdout: &str) -> Vec<QueueInfo> {
                 .and_then(|s| s.split('/').nth(1))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            let states = f.get(5).copied().unwrap_or("");
-            let down = states.contains(['u', 'E', 'd', 'D', 'C']);
+            let down = instance_down(f.get(5).copied().unwrap_or(""));
             let q = match queues.iter_mut().position(|x| x.name == queue) {
                 Some(i) => &mut queues[i],
                 None => {
@@ -349,15 +350,29 @@ impl JobService for SgeJobService {
         Ok(())
     }
 
+    /// Node states per queue from `qhost -q`, job counts from `qstat -u '*' -r` (a pending
+    /// job counts in every queue it may start in), `h_rt` limits from `qconf -sq`.
     async fn queues(&self) -> Result<Vec<QueueInfo>, AccessError> {
         let runner = self.runner.as_ref();
-        let out = batch::run_ok(runner, &["qstat", "-f", "-u", "*"]).await?;
-        let mut queues = parse_qstat_f(&out.stdout);
+        let hosts = batch::run_ok(runner, &["qhost", "-q"]).await?;
+        let mut queues = parse_qhost_queues(&hosts.stdout);
+        let jobs = self.jobs().await?;
         for q in &mut queues {
+            for job in jobs.iter().filter(|j| j.in_queue(&q.name)) {
+                match job.state {
+                    JobState::Running => q.jobs_running += 1,
+                    _ => q.jobs_queued += 1,
+                }
+            }
             let conf = batch::run_ok(runner, &["qconf", "-sq", &q.name]).await?;
             q.max_walltime_s = parse_qconf_h_rt(&conf.stdout);
         }
         Ok(queues)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError> {
+        let out = batch::run_ok(self.runner.as_ref(), &["qstat", "-u", "*", "-r"]).await?;
+        Ok(parse_qstat_r(&out.stdout))
     }
 
     async fn tail(&self, path: &str, lines: usize) -> Option<String> {

@@ -3,10 +3,12 @@
 //! `sinfo`. Times are read as epoch seconds (`SLURM_TIME_FORMAT=%s`).
 
 use super::batch::{self, CanceledJobs};
+use super::listing::slurm::{parse_squeue_jobs, squeue_jobs_argv};
 use super::runner::{CommandOutput, CommandRunner};
 use super::timefmt::{current_year, format_hms, parse_duration, parse_timestamp};
 use super::{
-    template, AccessError, JobDescription, JobId, JobService, JobState, JobStatus, QueueInfo,
+    template, AccessError, JobDescription, JobId, JobInfo, JobService, JobState, JobStatus,
+    QueueInfo,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -345,6 +347,20 @@ impl JobService for SlurmJobService {
         let squeue = batch::run_ok(runner, &["squeue", "-h", "-o", "%P|%T"]).await?;
         add_job_counts(&mut queues, &squeue.stdout);
         Ok(queues)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobInfo>, AccessError> {
+        let argv = squeue_jobs_argv();
+        let out = self.runner.run(&argv, None).await?;
+        if !out.success() {
+            return Err(AccessError::CommandFailed {
+                command: argv.join(" "),
+                host: self.runner.host(),
+                code: out.code,
+                stderr: out.message(),
+            });
+        }
+        Ok(parse_squeue_jobs(&out.stdout))
     }
 
     async fn tail(&self, path: &str, lines: usize) -> Option<String> {

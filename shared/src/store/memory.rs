@@ -59,6 +59,17 @@ pub struct MemoryStore {
     inner: Arc<Mutex<HashMap<CampaignId, Campaign>>>,
     pools: Arc<Mutex<BTreeMap<PoolName, Pool>>>,
     notify: Arc<Notify>,
+    /// The pilot-wait stream.
+    pilot_waits: Arc<Mutex<Vec<(StreamId, PilotWait)>>>,
+}
+
+/// A stream entry id `(ms, seq)`, ordered like Redis's.
+type StreamId = (u64, u64);
+
+/// A stream id `ms-seq` (or `ms`, or `0`).
+fn stream_id(id: &str) -> StreamId {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 impl MemoryStore {
@@ -230,7 +241,11 @@ impl StateStore for MemoryStore {
                 .pilots
                 .entry(rec.id)
                 .or_insert_with(|| (rec.clone(), PilotLoad::default(), 0, 0));
+            let submitted_ms = entry.0.submitted_ms;
             entry.0 = rec.clone();
+            if rec.submitted_ms == 0 {
+                entry.0.submitted_ms = submitted_ms;
+            }
             c.push(EventKind::Pilot {
                 pilot: rec.id,
                 state: rec.state,
@@ -272,6 +287,7 @@ impl StateStore for MemoryStore {
         self.with(id, |c| {
             if let Some(entry) = c.pilots.get_mut(p) {
                 entry.0.job_id = job_id.to_string();
+                entry.0.submitted_ms = now_ms();
             }
         });
         Ok(())
@@ -308,6 +324,36 @@ impl StateStore for MemoryStore {
             }
         });
         Ok(())
+    }
+
+    async fn record_pilot_wait(&self, wait: &PilotWait) -> StoreResult<()> {
+        let mut waits = self.pilot_waits.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let id = match waits.last() {
+            Some(((ms, seq), _)) if *ms >= now => (*ms, seq + 1),
+            _ => (now, 0),
+        };
+        waits.push((id, wait.clone()));
+        if waits.len() > PILOT_WAITS_KEPT {
+            let excess = waits.len() - PILOT_WAITS_KEPT;
+            waits.drain(..excess);
+        }
+        Ok(())
+    }
+
+    async fn pilot_waits(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> StoreResult<Vec<(String, PilotWait)>> {
+        let after = stream_id(after);
+        let waits = self.pilot_waits.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(waits
+            .iter()
+            .filter(|(id, _)| *id > after)
+            .take(count.max(1))
+            .map(|((ms, seq), w)| (format!("{ms}-{seq}"), w.clone()))
+            .collect())
     }
 
     async fn acquire_lease(&self, id: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {

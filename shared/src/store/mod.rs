@@ -11,7 +11,8 @@ pub use redis_store::{transition_script, RedisStore};
 
 use crate::ids::{CampaignId, PilotId, TaskId};
 use crate::model::{
-    CampaignMeta, Event, PilotLoad, PilotRecord, TaskRecord, Transition, TransitionOutcome,
+    CampaignMeta, Event, PilotLoad, PilotRecord, PilotWait, TaskRecord, Transition,
+    TransitionOutcome,
 };
 use crate::pool::{PoolAgent, PoolCampaign, PoolName};
 use crate::state::{CampaignState, PilotState};
@@ -35,6 +36,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Decisions kept per campaign (the oldest are dropped).
 pub const DECISIONS_KEPT: usize = 200;
+/// The stream of our batch pilots' queue waits (not per campaign: every bundle service reads
+/// all of them and keeps those of its resources). Outside `em:bundles:*`, where every key
+/// is a site's snapshot.
+pub const PILOT_WAITS_KEY: &str = "em:pilot-waits";
+/// About this many pilot waits are kept (older ones are trimmed).
+pub const PILOT_WAITS_KEPT: usize = 10_000;
 
 /// Heartbeat and registration facts the manager reads about a pilot.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,7 +90,9 @@ pub trait StateStore: Send + Sync {
     /// Every event of the campaign, oldest first (reports, tests).
     async fn all_events(&self, c: &CampaignId) -> StoreResult<Vec<Event>>;
 
-    /// Writes the pilot record (creating or replacing it) and appends a pilot event.
+    /// Writes the pilot record (creating or replacing it) and appends a pilot event. A
+    /// `submitted_ms` of 0 keeps the recorded one: the agent registering does not know it,
+    /// and the manager may record it while the agent registers.
     async fn put_pilot(&self, c: &CampaignId, rec: &PilotRecord) -> StoreResult<()>;
     /// Moves a pilot to `to` if legal; returns whether it moved.
     async fn pilot_transition(
@@ -93,8 +102,8 @@ pub trait StateStore: Send + Sync {
         to: PilotState,
         reason: &str,
     ) -> StoreResult<bool>;
-    /// Records the batch job id of a submitted pilot, touching no other field (its agent
-    /// may already have registered).
+    /// Records the batch job id of a submitted pilot and its submission time (now),
+    /// touching no other field (its agent may already have registered).
     async fn set_pilot_job(&self, c: &CampaignId, p: &PilotId, job_id: &str) -> StoreResult<()>;
     async fn pilots(&self, c: &CampaignId) -> StoreResult<Vec<PilotView>>;
     /// Refreshes the pilot's alive key for `ttl_ms` and records its load.
@@ -105,6 +114,15 @@ pub trait StateStore: Send + Sync {
         ttl_ms: u64,
         load: PilotLoad,
     ) -> StoreResult<()>;
+
+    /// Appends a batch pilot's queue wait to the stream the bundle services read
+    /// ([`PILOT_WAITS_KEY`]; the newest [`PILOT_WAITS_KEPT`] or so are kept).
+    async fn record_pilot_wait(&self, wait: &PilotWait) -> StoreResult<()>;
+    /// Up to `count` pilot waits recorded after the entry `after` (`"0"`: from the oldest
+    /// kept), oldest first, with their stream ids. Entries that are not pilot waits are
+    /// skipped.
+    async fn pilot_waits(&self, after: &str, count: usize)
+        -> StoreResult<Vec<(String, PilotWait)>>;
 
     /// Takes or renews the campaign's manager lease for `holder`; `false` if another holds it.
     async fn acquire_lease(&self, c: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool>;

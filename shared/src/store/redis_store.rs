@@ -283,6 +283,16 @@ fn pilot_fields(r: &PilotRecord) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The fields `put_pilot` writes: all of them, but a `submitted_ms` of 0 is left out so the
+/// recorded submission time survives the agent's registration.
+fn pilot_put_fields(r: &PilotRecord) -> Vec<(&'static str, String)> {
+    let mut f = pilot_fields(r);
+    if r.submitted_ms > 0 {
+        f.push(("submitted_ms", r.submitted_ms.to_string()));
+    }
+    f
+}
+
 fn pilot_from(
     key: &str,
     h: &HashMap<String, String>,
@@ -308,6 +318,7 @@ fn pilot_from(
         log_path: field(h, "log_path").to_string(),
         version: field(h, "version").to_string(),
         registered_ms: num(h, "registered_ms"),
+        submitted_ms: num(h, "submitted_ms"),
         reason: field(h, "reason").to_string(),
         pool: field(h, "pool").to_string(),
     };
@@ -342,6 +353,35 @@ fn parse_event(id: String, map: &HashMap<String, Value>) -> Option<Event> {
         _ => return None,
     };
     Some(Event { id, kind })
+}
+
+fn pilot_wait_fields(w: &PilotWait) -> [(&'static str, String); 9] {
+    [
+        ("resource", w.resource.clone()),
+        ("queue", w.queue.clone()),
+        ("nodes", w.nodes.to_string()),
+        ("walltime_s", w.walltime_s.to_string()),
+        ("submitted_ms", w.submitted_ms.to_string()),
+        ("started_ms", w.started_ms.to_string()),
+        ("campaign", w.campaign.to_string()),
+        ("pilot", w.pilot.to_string()),
+        ("job_id", w.job_id.clone()),
+    ]
+}
+
+fn parse_pilot_wait(map: &HashMap<String, Value>) -> Option<PilotWait> {
+    let get = |k: &str| map.get(k).map(value_str);
+    Some(PilotWait {
+        resource: get("resource").filter(|r| !r.is_empty())?,
+        queue: get("queue").unwrap_or_default(),
+        nodes: get("nodes")?.parse().ok()?,
+        walltime_s: get("walltime_s")?.parse().ok()?,
+        submitted_ms: get("submitted_ms")?.parse().ok()?,
+        started_ms: get("started_ms")?.parse().ok()?,
+        campaign: get("campaign")?.parse().ok()?,
+        pilot: get("pilot")?.parse().ok()?,
+        job_id: get("job_id").unwrap_or_default(),
+    })
 }
 
 fn parse_stream_reply(reply: Option<redis::streams::StreamReadReply>) -> Vec<Event> {
@@ -644,7 +684,7 @@ impl StateStore for RedisStore {
         let mut pipe = redis::pipe();
         pipe.atomic();
         pipe.cmd("HSET").arg(k_pilot(c, &rec.id));
-        for (k, v) in pilot_fields(rec) {
+        for (k, v) in pilot_put_fields(rec) {
             pipe.arg(k).arg(v);
         }
         pipe.ignore()
@@ -695,10 +735,11 @@ impl StateStore for RedisStore {
     async fn set_pilot_job(&self, c: &CampaignId, p: &PilotId, job_id: &str) -> StoreResult<()> {
         // HSET on a missing hash would create a partial record: only touch a known pilot.
         let () = redis::cmd("EVAL")
-            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job_id', ARGV[1]) end return 1")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'job_id', ARGV[1], 'submitted_ms', ARGV[2]) end return 1")
             .arg(1)
             .arg(k_pilot(c, p))
             .arg(job_id)
+            .arg(now_ms())
             .query_async::<i64>(&mut self.con())
             .await
             .map(|_| ())
@@ -776,6 +817,49 @@ impl StateStore for RedisStore {
             .await
             .map_err(|e| op_err("heartbeat", e))?;
         Ok(())
+    }
+
+    async fn record_pilot_wait(&self, wait: &PilotWait) -> StoreResult<()> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(PILOT_WAITS_KEY)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(PILOT_WAITS_KEPT)
+            .arg("*");
+        for (k, v) in pilot_wait_fields(wait) {
+            cmd.arg(k).arg(v);
+        }
+        let _: String = cmd
+            .query_async(&mut self.con())
+            .await
+            .map_err(|e| op_err("record pilot wait", e))?;
+        Ok(())
+    }
+
+    async fn pilot_waits(
+        &self,
+        after: &str,
+        count: usize,
+    ) -> StoreResult<Vec<(String, PilotWait)>> {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("STREAMS")
+            .arg(PILOT_WAITS_KEY)
+            .arg(after)
+            .query_async(&mut self.con())
+            .await
+            .map_err(|e| op_err("read pilot waits", e))?;
+        let mut out = Vec::new();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                match parse_pilot_wait(&entry.map) {
+                    Some(w) => out.push((entry.id, w)),
+                    None => tracing::warn!(id = %entry.id, "skipping a malformed pilot wait"),
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn acquire_lease(&self, c: &CampaignId, holder: &str, ttl_ms: u64) -> StoreResult<bool> {
