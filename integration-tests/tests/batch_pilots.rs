@@ -470,3 +470,67 @@ async fn a_pilot_still_queued_when_the_work_is_done_is_canceled() {
     );
     cleanup(&c).await;
 }
+
+#[tokio::test]
+async fn the_planner_chooses_slurm_pilots_and_report_compares_the_run_with_the_plan() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    catalog(dir.path(), "");
+    let wf = write_workflow(
+        dir.path(),
+        r#"
+name = "planned"
+[[tasks]]
+name = "t-{index}"
+count = 6
+command = ["sleep", "1"]
+cores = 1
+est_duration_s = 1
+"#,
+    );
+    let out = emanager(dir.path())
+        .args(["run", "--json", "--only", "slurm"])
+        .arg(&wf)
+        .output()
+        .unwrap();
+    let v = json(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let c = v["campaign"].as_str().unwrap().to_string();
+    assert_eq!(v["counts"]["done"], 6, "{v}");
+    let first = v["decisions"][0]["text"].as_str().unwrap();
+    assert!(
+        first.contains("on slurm") && first.contains("planned (ttc)"),
+        "the planner chose the pilot: {first}"
+    );
+    let st = status(dir.path(), &c);
+    let pilot = &st["pilots"][0];
+    assert_eq!(pilot["resource"], "slurm", "{st}");
+    assert!(!pilot["job_id"].as_str().unwrap().is_empty(), "{st}");
+    let cmp = json(
+        &emanager(dir.path())
+            .args(["report", "--vs-plan", "--json", &c])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone(),
+    );
+    assert_eq!(cmp["strategy"], "ttc", "{cmp}");
+    assert_eq!(cmp["finished"], true, "{cmp}");
+    assert!(cmp["predicted_ttc_s"].as_f64().unwrap() > 0.0, "{cmp}");
+    let row = &cmp["pilots"][0];
+    assert_eq!(
+        (row["planned"].as_u64(), row["resource"].as_str()),
+        (Some(0), Some("slurm")),
+        "{cmp}"
+    );
+    let waited = row["achieved_wait_s"].as_f64().expect("the pilot started");
+    assert!((0.0..60.0).contains(&waited), "{cmp}");
+    // The human form says the same.
+    emanager(dir.path())
+        .args(["report", "--vs-plan", &c])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("plan (ttc) vs achieved"));
+    cleanup(&c).await;
+}

@@ -713,6 +713,8 @@ impl Driver {
         rec.cores = req.cores;
         rec.gpus = req.gpus;
         rec.nodes = req.nodes.max(1);
+        // A batch pilot's is set again with its job id, when the batch system has it.
+        rec.submitted_ms = emanager_shared::now_ms();
         let batch = self.sites.batch_resource(&req.resource).is_some();
         let launched = if batch {
             let Some(target) = self.launcher.agent_target() else {

@@ -7,6 +7,7 @@ mod plan;
 mod pool;
 mod read;
 mod run;
+mod vs_plan;
 
 use crate::config::GlobalArgs;
 use clap::{Parser, Subcommand};

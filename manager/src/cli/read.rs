@@ -45,13 +45,20 @@ pub struct CancelArgs {
 pub struct ListArgs {}
 
 /// Per-task table of a campaign: state, attempt, pilot, exit code, start, end, duration.
+/// With --vs-plan (a campaign whose pilots the planner chose): the predicted time to
+/// completion and queue waits next to the achieved ones.
 ///
-/// Example:
+/// Examples:
 ///   emanager report 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f --json > report.json
+///   emanager report 6f1c0a4e-2d3b-4c5d-8e9f-0a1b2c3d4e5f --vs-plan
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct ReportArgs {
     pub campaign: CampaignId,
+    /// Compare the plan's predictions (time to completion, queue waits, core-hours) with
+    /// what happened, instead of the per-task table.
+    #[arg(long)]
+    pub vs_plan: bool,
 }
 
 /// Check a workflow file and print every problem found (nothing is submitted). With a
@@ -370,6 +377,32 @@ async fn report_rows(
     Ok((meta, rows))
 }
 
+async fn vs_plan(s: &dyn StateStore, c: &CampaignId, json: bool) -> CliResult {
+    let (meta, _, opts) = campaign::load(s, c).await.input()?;
+    let Some(plan) = opts.plan else {
+        return Err(CliError {
+            code: exit::INPUT,
+            error: anyhow::anyhow!(
+                "campaign {c} was not planned (its pilots came from --pilot, --pilots or a pool): there is no prediction to compare; `emanager run WORKFLOW --resources FILE` without --pilot plans one"
+            ),
+        });
+    };
+    let pilots: Vec<_> = s
+        .pilots(c)
+        .await
+        .infra()?
+        .into_iter()
+        .map(|v| v.record)
+        .collect();
+    let cmp = super::vs_plan::compare(&plan, &meta, &pilots, now_ms());
+    if json {
+        println!("{}", serde_json::to_string(&cmp).unwrap_or_default());
+    } else {
+        print!("{}", super::vs_plan::human(&cmp));
+    }
+    Ok(exit::OK)
+}
+
 fn duration_s(r: &TaskRecord) -> Option<f64> {
     (r.t0 > 0 && r.t1 >= r.t0).then(|| (r.t1 - r.t0) as f64 / 1000.0)
 }
@@ -412,6 +445,9 @@ pub async fn report_json(
 
 pub async fn report(g: &GlobalArgs, a: ReportArgs) -> CliResult {
     let s = store(g).await?;
+    if a.vs_plan {
+        return vs_plan(s.as_ref(), &a.campaign, g.json).await;
+    }
     let (meta, rows) = report_rows(s.as_ref(), &a.campaign).await?;
     if g.json {
         println!("{}", report_value(&a.campaign, &meta, &rows));
