@@ -260,6 +260,12 @@ async fn a_campaign_on_a_grid_engine_pilot_runs_its_tasks_inside_the_qsub_job() 
         w.submitted_ms > 0 && w.started_ms >= w.submitted_ms && w.wait_s() < 120.0,
         "{w:?}"
     );
+    // Pilots placed by hand: there is no plan to compare with.
+    emanager(dir.path())
+        .args(["report", "--vs-plan", &c])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("was not planned"));
     cleanup(&c).await;
 }
 
