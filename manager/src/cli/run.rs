@@ -19,10 +19,18 @@ use std::path::{Path, PathBuf};
 ///   emanager run examples/quickstart.toml
 ///   emanager run wf.toml --pilots 4 --cores-per-pilot 16 --amqp-url amqp://guest:guest@127.0.0.1:5672/%2f --redis-url redis://127.0.0.1:6379/
 ///   emanager run wf.toml --resources examples/resources.toml --pilot localhost-slurm:1:00:30:00 --pilot localhost-sge:1:00:30:00 --redis-url redis://127.0.0.1:6379/
+///   emanager run wf.toml --resources examples/resources.toml --only localhost-slurm,localhost-sge --redis-url redis://127.0.0.1:6379/   # the planner chooses the pilots
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
-    /// Workflow file (TOML or JSON).
+    #[command(flatten)]
+    pub campaign: CampaignArgs,
+}
+
+/// What `run` and `submit` share: the workflow and where its pilots come from.
+#[derive(clap::Args, Debug)]
+pub struct CampaignArgs {
+    /// Workflow file (TOML or JSON), or a skeleton.
     pub workflow: PathBuf,
     /// Pilots to start on this host.
     #[arg(long)]
@@ -36,6 +44,7 @@ pub struct RunArgs {
     pub pool: super::pool::PoolArgs,
     #[command(flatten)]
     pub skeleton: SkeletonRunArgs,
+    // `submit` passes it on to the background manager (`emanager resume --metrics-addr`).
     #[command(flatten)]
     pub metrics: MetricsArgs,
 }
@@ -106,20 +115,8 @@ pub struct SkeletonRunArgs {
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct SubmitArgs {
-    pub workflow: PathBuf,
-    #[arg(long)]
-    pub pilots: Option<u32>,
-    #[arg(long)]
-    pub cores_per_pilot: Option<u32>,
     #[command(flatten)]
-    pub placement: PlacementArgs,
-    #[command(flatten)]
-    pub pool: super::pool::PoolArgs,
-    #[command(flatten)]
-    pub skeleton: SkeletonRunArgs,
-    // Passed on to the background manager (`emanager resume --metrics-addr`).
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
+    pub campaign: CampaignArgs,
 }
 
 /// Continue a campaign whose manager stopped (killed, interrupted, machine rebooted).
@@ -433,14 +430,20 @@ fn print_config(cfg: &Config) -> CliResult {
     Ok(exit::OK)
 }
 
-pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
-    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
-    if g.print_config {
-        return print_config(&cfg);
-    }
+/// A campaign ready to record: its workflow (text and format, for `resume`) and options.
+struct Prepared {
+    wf: Workflow,
+    source: String,
+    format: Format,
+    opts: CampaignOptions,
+}
+
+/// What `run` and `submit` do before the campaign exists: the workflow read and checked,
+/// the pilots chosen.
+async fn prepare(g: &GlobalArgs, cfg: &Config, a: &CampaignArgs) -> Result<Prepared, CliError> {
     let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
     let mut opts = options(
-        &cfg,
+        cfg,
         &a.placement,
         // Explicit local pilots, or a pool, mean no planning.
         a.pilots.is_some() || a.cores_per_pilot.is_some() || a.pool.pool.is_some(),
@@ -451,6 +454,26 @@ pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
     )
     .await?;
     a.pool.apply(&mut opts);
+    Ok(Prepared {
+        wf,
+        source,
+        format,
+        opts,
+    })
+}
+
+pub async fn run(g: &GlobalArgs, a: RunArgs) -> CliResult {
+    let a = a.campaign;
+    let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
+    if g.print_config {
+        return print_config(&cfg);
+    }
+    let Prepared {
+        wf,
+        source,
+        format,
+        opts,
+    } = prepare(g, &cfg, &a).await?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     a.metrics.start(&id).await?;
@@ -534,6 +557,7 @@ async fn drive_and_report(
 }
 
 pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
+    let a = a.campaign;
     let cfg = a.pool.config(g, a.pilots, a.cores_per_pilot).input()?;
     if g.print_config {
         return print_config(&cfg);
@@ -546,19 +570,12 @@ pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
             ),
         });
     }
-    let (wf, source, format) = load_workflow(&a.workflow, g.json, &a.skeleton)?;
-    let mut opts = options(
-        &cfg,
-        &a.placement,
-        // Explicit local pilots, or a pool, mean no planning.
-        a.pilots.is_some() || a.cores_per_pilot.is_some() || a.pool.pool.is_some(),
-        &wf,
-        &a.workflow.display().to_string(),
-        g.quiet,
-        g.json,
-    )
-    .await?;
-    a.pool.apply(&mut opts);
+    let Prepared {
+        wf,
+        source,
+        format,
+        opts,
+    } = prepare(g, &cfg, &a).await?;
     let services = Services::connect(&cfg).await.infra()?;
     let id = CampaignId::random();
     campaign::create(services.store.as_ref(), id, &wf, &source, format, &opts)

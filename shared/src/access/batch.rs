@@ -211,6 +211,26 @@ pub async fn write_script(
     Ok((path, script))
 }
 
+/// The first non-empty line a submission command printed, trimmed; a non-zero exit is the
+/// batch system refusing the job, with its words.
+pub fn submitted_line<'a>(
+    out: &'a CommandOutput,
+    system: &'static str,
+) -> Result<&'a str, AccessError> {
+    if !out.success() {
+        return Err(AccessError::Rejected {
+            system,
+            message: out.message(),
+        });
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim())
+}
+
 /// Runs `argv`; a non-zero exit becomes `CommandFailed`.
 pub async fn run_ok(
     runner: &dyn CommandRunner,

@@ -57,18 +57,7 @@ pub fn directives(job: &JobDescription) -> Result<Vec<String>, AccessError> {
 
 /// The job id printed by `qsub` (`1234.polaris-pbs-01.hsn.cm.polaris.alcf.anl.gov`).
 pub fn parse_qsub(out: &CommandOutput) -> Result<JobId, AccessError> {
-    if !out.success() {
-        return Err(AccessError::Rejected {
-            system: SYSTEM,
-            message: out.message(),
-        });
-    }
-    let id = out
-        .stdout
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
+    let id = batch::submitted_line(out, SYSTEM)?;
     if !id.starts_with(|c: char| c.is_ascii_digit()) || id.contains(char::is_whitespace) {
         return Err(AccessError::parse("job id from qsub", &out.stdout));
     }

@@ -68,18 +68,7 @@ pub fn directives(job: &JobDescription) -> Result<Vec<String>, AccessError> {
 
 /// The job id from `qsub -terse` (`123`, or `123.1-10:1` for arrays).
 pub fn parse_qsub(out: &CommandOutput) -> Result<JobId, AccessError> {
-    if !out.success() {
-        return Err(AccessError::Rejected {
-            system: SYSTEM,
-            message: out.message(),
-        });
-    }
-    let first = out
-        .stdout
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
+    let first = batch::submitted_line(out, SYSTEM)?;
     let id = first.split('.').next().unwrap_or("");
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
         return Err(AccessError::parse("job id from qsub -terse", &out.stdout));

@@ -56,17 +56,7 @@ pub fn directives(job: &JobDescription) -> Vec<String> {
 /// The job id from `sbatch --parsable` (`123` or `123;cluster`); a refusal is `Rejected`
 /// with sbatch's words.
 pub fn parse_sbatch(out: &CommandOutput) -> Result<JobId, AccessError> {
-    if !out.success() {
-        return Err(AccessError::Rejected {
-            system: SYSTEM,
-            message: out.message(),
-        });
-    }
-    let first = out
-        .stdout
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+    let first = batch::submitted_line(out, SYSTEM)?;
     let id = first.split(';').next().unwrap_or("").trim();
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
         return Err(AccessError::parse(
