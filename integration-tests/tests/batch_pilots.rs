@@ -540,3 +540,102 @@ est_duration_s = 1
         .stdout(predicates::str::contains("plan (ttc) vs achieved"));
     cleanup(&c).await;
 }
+
+/// A campaign with no pilot of its own, waiting for agents an operator submits.
+async fn campaign_waiting_for_agents() -> (
+    integration_tests::Campaign,
+    tokio::task::JoinHandle<anyhow::Result<emanager::driver::Outcome>>,
+) {
+    let toml = "name = \"ops\"\n[[tasks]]\nname = \"o-{index}\"\ncount = 6\ncommand = [\"sleep\", \"0.2\"]\nest_duration_s = 0.2\n";
+    let c = integration_tests::Campaign::new(toml, 0, 1).await;
+    let run = tokio::spawn({
+        let ctx = c.context();
+        async move { emanager::driver::drive(ctx).await }
+    });
+    (c, run)
+}
+
+/// What the deploy templates need from the environment to join campaign `c`.
+fn template_env(c: &integration_tests::Campaign, dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("EMANAGER_CAMPAIGN".into(), c.id.to_string()),
+        ("EMANAGER_AMQP_URL".into(), amqp_url()),
+        ("EMANAGER_REDIS_URL".into(), redis_url()),
+        (
+            "EMANAGER_AGENT_BIN".into(),
+            workspace_bin("pilot-agent").display().to_string(),
+        ),
+        ("EMANAGER_WORKDIR".into(), dir.display().to_string()),
+    ]
+}
+
+async fn finishes_on_the_submitted_agent(
+    c: integration_tests::Campaign,
+    run: tokio::task::JoinHandle<anyhow::Result<emanager::driver::Outcome>>,
+    job: &str,
+) {
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the campaign finished on the agent the template started")
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.counts.done, 6, "{:?}", out.counts);
+    let pilots = c.store.pilots(&c.id).await.unwrap();
+    assert_eq!(pilots.len(), 1, "{pilots:?}");
+    assert_eq!(pilots[0].record.job_id, job, "the agent knows its job");
+    c.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_sbatch_template_of_deploy_starts_an_agent_that_joins_a_running_campaign() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, run) = campaign_waiting_for_agents().await;
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/templates/agent.sbatch");
+    let exports: Vec<String> = template_env(&c, dir.path())
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let out = std::process::Command::new("sbatch")
+        .args(["--parsable", "--cpus-per-task=1", "--time=5"])
+        .arg(format!("--export=ALL,{}", exports.join(",")))
+        .arg(template)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    finishes_on_the_submitted_agent(c, run, &job).await;
+}
+
+#[tokio::test]
+async fn the_grid_engine_template_of_deploy_starts_an_agent_that_joins_a_running_campaign() {
+    require_sge();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, run) = campaign_waiting_for_agents().await;
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/templates/agent.sge");
+    let vars: Vec<String> = template_env(&c, dir.path())
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let out = std::process::Command::new("qsub")
+        .args(["-terse", "-l", "h_rt=00:05:00", "-v"])
+        .arg(vars.join(","))
+        .arg(template)
+        .env("SGE_ROOT", "/var/lib/gridengine")
+        .env("SGE_CELL", "default")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let job = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    finishes_on_the_submitted_agent(c, run, &job).await;
+}

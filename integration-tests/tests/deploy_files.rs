@@ -115,6 +115,7 @@ fn units_and_batch_templates_use_flags_the_agent_has() {
         "systemd/pilot-agent-pool@.service",
         "templates/agent.sbatch",
         "templates/agent.qsub",
+        "templates/agent.sge",
     ] {
         let text = deploy(file);
         let flags: Vec<&str> = text
