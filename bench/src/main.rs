@@ -4,6 +4,7 @@
 //!   cargo run --release -p emanager-bench -- throughput --mode distributed
 //!   cargo run --release -p emanager-bench -- throughput --mode embedded
 //!   cargo run --release -p emanager-bench -- makespan
+//!   cargo run --release -p emanager-bench -- startup
 //!
 //! Machines here are shared and noisy: report figures next to the machine's spawn ceiling
 //! measured in the same minute.
@@ -47,6 +48,13 @@ enum What {
         cores: u32,
         #[arg(long, default_value_t = 3)]
         repeat: u32,
+    },
+    /// Start-up to first task: `emanager run` (the binary beside this one, embedded mode) of a
+    /// one-task workflow, from spawning the process to the task's first action (it touches a
+    /// file; the file's modification time is the moment). Median and worst of N runs.
+    Startup {
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
     },
     /// 200 x `sleep 1` on one pilot declaring 32 cores (ideal makespan 7 s).
     Makespan {
@@ -195,6 +203,43 @@ fn report(label: &str, r: &Run) {
     );
 }
 
+/// Seconds from spawning `emanager run` to its one task touching a file.
+fn startup_once(bin: &std::path::Path) -> anyhow::Result<f64> {
+    let dir = tempfile_dir()?;
+    let marker = dir.join("started");
+    std::fs::write(
+        dir.join("wf.toml"),
+        format!(
+            "name = \"startup\"\n[[tasks]]\nname = \"first\"\ncommand = [\"/usr/bin/touch\", \"{}\"]\n",
+            marker.display()
+        ),
+    )?;
+    let spawned = std::time::SystemTime::now();
+    let status = std::process::Command::new(bin)
+        .args([
+            "run",
+            "--quiet",
+            "--embedded",
+            "--pilots",
+            "1",
+            "--cores-per-pilot",
+            "1",
+        ])
+        .arg(dir.join("wf.toml"))
+        .env("EMANAGER_WORKDIR", &dir)
+        .env_remove("EMANAGER_CONFIG")
+        .current_dir(&dir)
+        .status()?;
+    anyhow::ensure!(status.success(), "emanager run failed: {status}");
+    let touched = std::fs::metadata(&marker)?.modified()?;
+    let s = touched
+        .duration_since(spawned)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(s)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().what {
@@ -223,6 +268,27 @@ async fn main() -> anyhow::Result<()> {
                 best = best.max(r.tasks_per_s);
             }
             println!("{label}: best {best:.0} tasks/s");
+        }
+        What::Startup { runs } => {
+            let bin = std::env::current_exe()?
+                .parent()
+                .map(|d| d.join("emanager"))
+                .context("no folder beside this binary")?;
+            anyhow::ensure!(
+                bin.is_file(),
+                "{} is missing: cargo build --release --bins",
+                bin.display()
+            );
+            let mut seen = Vec::new();
+            for _ in 0..runs {
+                seen.push(startup_once(&bin)?);
+            }
+            seen.sort_by(|a, b| a.total_cmp(b));
+            println!(
+                "start-up to first task (process spawn to the task's first action, embedded): median {:.3} s, worst {:.3} s over {runs} runs",
+                seen[seen.len() / 2],
+                seen[seen.len() - 1]
+            );
         }
         What::Makespan { mode, tasks, cores } => {
             let toml = format!("name = \"sleep\"\n[[tasks]]\nname = \"s-{{index}}\"\ncount = {tasks}\ncommand = [\"/bin/sleep\", \"1\"]\nest_duration_s = 1.0\n");

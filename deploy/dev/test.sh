@@ -17,4 +17,5 @@ export EMANAGER_AMQP_URL="${EMANAGER_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672
 export EMANAGER_REDIS_URL="${EMANAGER_REDIS_URL:-redis://127.0.0.1:6379/}"
 # The integration tests start the real pilot-agent and emanager binaries.
 cargo build --workspace --bins
-cargo test --workspace "$@"
+# Every test binary runs, so one failure does not hide the others.
+cargo test --workspace --no-fail-fast "$@"

@@ -141,6 +141,7 @@ impl Driver {
         };
         match launched {
             Ok((launch, log)) => {
+                tracing::info!(pilot = %id, resource = %req.resource, nodes = req.nodes, cores = req.cores, walltime_s = ?req.walltime_s, "pilot launched");
                 let walltime = req
                     .walltime_s
                     .map(|w| format!(" for {}", emanager_shared::access::timefmt::format_hms(w)))
