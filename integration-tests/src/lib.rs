@@ -146,18 +146,30 @@ pub fn local_pilots(n: u32, cores: u32) -> Vec<PilotRequest> {
     (0..n).map(|_| PilotRequest::local(cores)).collect()
 }
 
-/// Tests that take a shared service down (RabbitMQ restarts, the soak) hold this lock, so
-/// they run one at a time even across test binaries. Other engineers' tests share the broker:
-/// keep each outage short.
+/// Tests that take a shared service down (RabbitMQ restarts, the soak) hold this lock alone,
+/// and tests that need the services steady share it ([`service_steady_lock`]), so an outage
+/// never hits a test that did not ask for it, within a test binary and across them.
 pub fn service_outage_lock() -> std::fs::File {
-    let f = std::fs::OpenOptions::new()
+    let f = lock_file();
+    f.lock().expect("take the outage lock");
+    f
+}
+
+/// The shared side of [`service_outage_lock`]: held by tests that need RabbitMQ and Redis up
+/// the whole time.
+pub fn service_steady_lock() -> std::fs::File {
+    let f = lock_file();
+    f.lock_shared().expect("take the outage lock, shared");
+    f
+}
+
+fn lock_file() -> std::fs::File {
+    std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(std::env::temp_dir().join("emanager-service-outage.lock"))
-        .expect("open the outage lock file");
-    f.lock().expect("take the outage lock");
-    f
+        .expect("open the outage lock file")
 }
 
 /// Stops the RabbitMQ server (the whole node) and starts it again, as an operator restarting

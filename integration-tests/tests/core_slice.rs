@@ -21,7 +21,12 @@ async fn thousand_short_tasks_over_two_pilots_all_done_with_their_records() {
     let mut per_pilot: HashMap<String, usize> = HashMap::new();
     for (_, r) in &records {
         assert_eq!(r.state(), TaskState::Done);
-        assert_eq!(r.a, 1, "one binding per task");
+        // One binding, or two when an idle pilot took it from a busy one (work stealing).
+        assert!(
+            r.a == 1 || (r.a == 2 && r.r.contains("returned to the manager for an idle pilot")),
+            "{r:?} {:?}",
+            out.decisions
+        );
         assert_eq!(r.x, Some(0));
         assert!(r.t0 > 0 && r.t1 >= r.t0 && r.ts > 0 && r.ts <= r.t0);
         *per_pilot.entry(r.p.clone()).or_default() += 1;

@@ -1,8 +1,8 @@
 //! One test per failure rule of DESIGN.md section 11, against the real RabbitMQ and Redis
 //! (the agent killed and the garbled message are in `core_slice.rs`).
 //!
-//! Tests that take a shared service down hold `service_outage_lock()`, so they never overlap
-//! with each other or with the soak; each outage lasts a few seconds.
+//! Tests that take a shared service down hold `service_outage_lock()` alone and the others
+//! share it (`service_steady_lock()`), so an outage hits no test that did not ask for it.
 
 use emanager_shared::store::{RedisStore, StateStore};
 use emanager_shared::{PilotState, TaskId, TaskState};
@@ -68,6 +68,7 @@ async fn done_count(store: &dyn StateStore, c: &emanager_shared::CampaignId) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_past_its_walltime_is_killed_with_its_process_tree_failed_and_retried() {
+    let _steady = integration_tests::service_steady_lock();
     let pids = tempfile::tempdir().unwrap();
     let log = pids.path().join("pids");
     let toml = format!(
@@ -103,6 +104,7 @@ async fn a_task_past_its_walltime_is_killed_with_its_process_tree_failed_and_ret
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_can_never_fit_fails_at_once_and_nothing_else_is_affected() {
+    let _steady = integration_tests::service_steady_lock();
     let toml = "[[tasks]]\nname = \"huge\"\ncommand = [\"/bin/true\"]\ncores = 64\nretries = 3\n\n[[tasks]]\nname = \"small-{index}\"\ncount = 20\ncommand = [\"/bin/true\"]\n";
     let c = Campaign::new(toml, 2, 2).await;
     let out = c.run(Duration::from_secs(60)).await;
@@ -132,6 +134,7 @@ async fn a_task_that_can_never_fit_fails_at_once_and_nothing_else_is_affected() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pilot_at_its_walltime_drains_and_its_work_completes_elsewhere() {
+    let _steady = integration_tests::service_steady_lock();
     // 80 half-second tasks on 4 cores take ~10 s; the short pilot drains at 6 s (8 s walltime,
     // 2 s margin).
     let toml = "[[tasks]]\nname = \"w-{index}\"\ncount = 80\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.5\"]\nest_duration_s = 0.5\n";
@@ -197,6 +200,7 @@ fn broker_connection_pid(name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_whose_broker_connection_is_closed_reconnects_and_nothing_is_lost() {
+    let _steady = integration_tests::service_steady_lock();
     let toml = "[[tasks]]\nname = \"n-{index}\"\ncount = 80\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.2\"]\nest_duration_s = 0.2\n";
     let c = Campaign::new(toml, 2, 2).await;
     let run = tokio::spawn({
@@ -412,6 +416,7 @@ async fn private_redis_campaign(toml: &str, redis: &PrivateRedis) -> Campaign {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_with_aof_restarted_mid_run_components_reconnect_and_state_is_intact() {
+    let _steady = integration_tests::service_steady_lock();
     let mut redis = PrivateRedis::start(true);
     let toml = "[[tasks]]\nname = \"a-{index}\"\ncount = 100\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.1\"]\nest_duration_s = 0.1\n";
     let c = private_redis_campaign(toml, &redis).await;
@@ -438,6 +443,7 @@ async fn redis_with_aof_restarted_mid_run_components_reconnect_and_state_is_inta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_without_persistence_restarted_mid_run_the_manager_stops_naming_the_lost_campaign() {
+    let _steady = integration_tests::service_steady_lock();
     let mut redis = PrivateRedis::start(false);
     let toml = "[[tasks]]\nname = \"v-{index}\"\ncount = 100\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.1\"]\nest_duration_s = 0.1\n";
     let c = private_redis_campaign(toml, &redis).await;
@@ -494,6 +500,7 @@ fn emanager_cmd(dir: &std::path::Path) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manager_killed_mid_run_resume_continues_without_restarting_running_tasks() {
+    let _steady = integration_tests::service_steady_lock();
     let (_, store) = services().await;
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join("wf.toml");

@@ -18,13 +18,31 @@ impl Driver {
     /// Pilots holding more tasks than they can start now (an underestimate bound too many
     /// to them, or they started first), the most loaded first.
     pub(super) fn overloaded_pilots(&self) -> Vec<PilotId> {
-        let mut v: Vec<(&PilotId, &PilotSlot)> = self
+        let mut v: Vec<(PilotId, usize)> = self
             .pilots
             .iter()
             .filter(|(_, p)| p.registered && !p.state.is_final() && p.queued > p.cores.max(1))
+            .map(|(id, _)| (*id, self.stale_queued(id).len()))
+            .filter(|(_, stale)| *stale > 0)
             .collect();
-        v.sort_by_key(|(_, p)| std::cmp::Reverse(p.queued));
-        v.into_iter().map(|(id, _)| *id).collect()
+        v.sort_by_key(|(_, stale)| std::cmp::Reverse(*stale));
+        v.into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// The tasks a pilot holds without starting them for [`STEAL_AFTER_MS`] or more: tiny
+    /// tasks a busy pilot is about to run are not worth moving.
+    fn stale_queued(&self, pilot: &PilotId) -> Vec<usize> {
+        let now = emanager_shared::now_ms();
+        self.pilots[pilot]
+            .bound
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let t = &self.tasks[i];
+                t.state == TaskState::AgentQueued
+                    && now.saturating_sub(t.bound_ms) >= STEAL_AFTER_MS
+            })
+            .collect()
     }
 
     /// Work stealing: when a pilot idles while another holds tasks it has not started, ask
@@ -46,14 +64,8 @@ impl Driver {
         }) else {
             return Ok(());
         };
-        let d = &self.pilots[&donor];
-        let waiting: Vec<usize> = d
-            .bound
-            .iter()
-            .copied()
-            .filter(|&i| self.tasks[i].state == TaskState::AgentQueued)
-            .collect();
-        let keep = d.cores.max(1) as usize;
+        let waiting = self.stale_queued(&donor);
+        let keep = self.pilots[&donor].cores.max(1) as usize;
         let give = waiting.len().saturating_sub(keep) / 2;
         if give == 0 {
             return Ok(());
@@ -176,6 +188,7 @@ impl Driver {
             .map(|&i| Transition::bind(self.specs[i].id, self.tasks[i].attempt, pilot))
             .collect();
         let outs = self.store.transition(&self.c, &trs).await?;
+        let now = emanager_shared::now_ms();
         let mut bound = Vec::new();
         for (&i, o) in idxs.iter().zip(outs) {
             if o != TransitionOutcome::Applied {
@@ -183,6 +196,7 @@ impl Driver {
                 continue;
             }
             self.tasks[i].attempt += 1;
+            self.tasks[i].bound_ms = now;
             self.tasks[i].pilot = Some(pilot);
             crate::metrics::get().bound(self.specs[i].id);
             self.set_state(i, TaskState::Scheduled);

@@ -112,7 +112,12 @@ struct TaskSlot {
     pilot: Option<PilotId>,
     /// Failed for good (retries used up, or can never fit).
     final_failure: bool,
+    /// When it was last bound to a pilot (ms since the epoch; 0 never).
+    bound_ms: u64,
 }
+
+/// A task queued on a pilot this long without starting may be moved to an idle pilot.
+const STEAL_AFTER_MS: u64 = 1_000;
 
 struct PilotSlot {
     request: Option<PilotRequest>,

@@ -30,6 +30,7 @@ impl Driver {
                 failures: rec.f,
                 pilot: rec.pilot(),
                 final_failure: rec.state() == TaskState::Failed && rec.f > spec.retries,
+                bound_ms: 0,
             });
         }
         // Replay DONE tasks through the DAG so dependents are where they should be.
