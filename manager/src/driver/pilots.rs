@@ -475,6 +475,13 @@ impl Driver {
             }
             let _ = self.broker.delete_pilot(&self.c, &id).await;
         }
+        // Every pilot queue of the campaign goes, also those of pilots that ended earlier
+        // whose deletion failed (the broker was down) or that an agent declared again.
+        for v in self.store.pilots(&self.c).await.unwrap_or_default() {
+            if let Err(e) = self.broker.delete_pilot(&self.c, &v.record.id).await {
+                tracing::warn!(pilot = %v.record.id, error = %e, "cannot delete the pilot's queues");
+            }
+        }
         // The batch systems must hear of the cancels before this manager exits.
         let all = futures::future::join_all(cancels);
         if tokio::time::timeout(Duration::from_secs(30), all)

@@ -99,7 +99,12 @@ pub async fn run(
     let c = cfg.campaign;
     let p = cfg.pilot;
     broker.declare_pilot(&c, &p).await?;
-    register(&cfg, store.as_ref(), None).await?;
+    if let Err(e) = register(&cfg, store.as_ref(), None).await {
+        // A pilot the manager already ended (canceled while this agent started): leave no
+        // queues behind for it.
+        let _ = broker.delete_pilot(&c, &p).await;
+        return Err(e);
+    }
     tracing::info!(campaign = %c, pilot = %p, cores = cfg.total_cores(), "agent registered");
 
     let (core_tx, core_rx) = mpsc::unbounded_channel::<CoreMsg>();
