@@ -203,18 +203,18 @@ fn report(label: &str, r: &Run) {
     );
 }
 
-/// Seconds from spawning `emanager run` to its one task touching a file.
+/// Seconds from spawning `emanager run` to its one task's first action: the task prints the
+/// time (`date +%s.%N`, nanoseconds; file times have only the kernel's coarse clock), so the
+/// figure includes starting `date` itself and is an upper bound.
 fn startup_once(bin: &std::path::Path) -> anyhow::Result<f64> {
     let dir = tempfile_dir()?;
-    let marker = dir.join("started");
     std::fs::write(
         dir.join("wf.toml"),
-        format!(
-            "name = \"startup\"\n[[tasks]]\nname = \"first\"\ncommand = [\"/usr/bin/touch\", \"{}\"]\n",
-            marker.display()
-        ),
+        "name = \"startup\"\n[[tasks]]\nname = \"first\"\ncommand = [\"/bin/date\", \"+%s.%N\"]\n",
     )?;
-    let spawned = std::time::SystemTime::now();
+    let spawned = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
     let status = std::process::Command::new(bin)
         .args([
             "run",
@@ -231,13 +231,15 @@ fn startup_once(bin: &std::path::Path) -> anyhow::Result<f64> {
         .current_dir(&dir)
         .status()?;
     anyhow::ensure!(status.success(), "emanager run failed: {status}");
-    let touched = std::fs::metadata(&marker)?.modified()?;
-    let s = touched
-        .duration_since(spawned)
-        .unwrap_or_default()
-        .as_secs_f64();
+    // <workdir>/<campaign>/first.1/stdout
+    let out = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path().join("first.1").join("stdout"))
+        .find(|p| p.is_file())
+        .context("the task's stdout")?;
+    let started: f64 = std::fs::read_to_string(&out)?.trim().parse()?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(s)
+    Ok(started - spawned)
 }
 
 #[tokio::main]

@@ -110,6 +110,15 @@ impl Driver {
         if candidates.is_empty() {
             return Ok(());
         }
+        // Nothing to do while every pilot's look-ahead is full (most loop turns of a busy
+        // campaign): no heap churn.
+        candidates.retain(|id| {
+            let p = &self.pilots[id];
+            p.queued == 0 || p.queued_cs < p.cores as f64 * lookahead
+        });
+        if candidates.is_empty() {
+            return Ok(());
+        }
         let mut plan: BTreeMap<PilotId, Vec<usize>> = BTreeMap::new();
         let mut deferred = Vec::new();
         let mut budget: HashMap<PilotId, (f64, u32)> = candidates
@@ -160,10 +169,13 @@ impl Driver {
                 }
                 None => {
                     deferred.push(key);
-                    // Stop once no pilot has room for anything more.
+                    // A pilot without room for this task has none for the like of it: drop
+                    // it, so a full pilot is not asked again for every task of a large bag.
+                    // Pilots that only had the wrong shape stay for the tasks behind.
                     candidates.retain(|id| {
                         let p = &self.pilots[id];
-                        budget[id].0 < p.cores as f64 * lookahead
+                        let (qcs, q) = budget[id];
+                        q == 0 || qcs + cs <= p.cores as f64 * lookahead
                     });
                     if candidates.is_empty() || deferred.len() > 1_000 {
                         break;
