@@ -66,10 +66,10 @@ async fn soak(chaos: Chaos) {
     let mut manager = spawn_manager(&c);
     let n = chaos.tasks;
 
-    // Agent kills spread over the first half of the run.
+    // Agent kills spread over the first third of the run.
     let mut killed = std::collections::HashSet::new();
     for k in 0..chaos.agent_kills {
-        wait_done(&c, n * (k + 1) / (2 * chaos.agent_kills + 2), end).await;
+        wait_done(&c, n * (k + 1) / (3 * chaos.agent_kills + 3), end).await;
         let busy: Vec<_> = c
             .store
             .pilots(&c.id)
@@ -95,12 +95,11 @@ async fn soak(chaos: Chaos) {
         );
     }
 
-    wait_done(&c, n * 6 / 10, end).await;
-    eprintln!("soak: restarting RabbitMQ at {:?}", started.elapsed());
-    tokio::task::spawn_blocking(restart_rabbitmq).await.unwrap();
-
+    // The manager is killed before the broker restart: a restart takes ten seconds or more,
+    // long enough on a fast machine for the agents to finish every task already bound, and
+    // a manager that has ended cannot be killed.
     if chaos.kill_manager {
-        wait_done(&c, n * 7 / 10, end).await;
+        wait_done(&c, n * 4 / 10, end).await;
         // Dropping the drive mid-flight is what SIGKILL does to it: no cleanup, the lease
         // stays, agents keep running.
         eprintln!("soak: killing the manager at {:?}", started.elapsed());
@@ -135,6 +134,10 @@ async fn soak(chaos: Chaos) {
         }
         eprintln!("soak: manager resumed at {:?}", started.elapsed());
     }
+
+    wait_done(&c, n * 6 / 10, end).await;
+    eprintln!("soak: restarting RabbitMQ at {:?}", started.elapsed());
+    tokio::task::spawn_blocking(restart_rabbitmq).await.unwrap();
 
     let left = end.saturating_duration_since(Instant::now());
     let out = tokio::time::timeout(left, manager)
