@@ -20,8 +20,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const REDIS: &str = "redis://127.0.0.1:6379/";
-const MGMT: &str = "http://guest:guest@127.0.0.1:15672";
+use emanager_test_services::{how_to_start, mgmt_base, mgmt_url, redis_url};
 
 /// localhost-slurm as in examples/resources.toml, plus an LSF resource whose commands do
 /// not exist here: its probe fails and it must show as stale, not vanish.
@@ -91,23 +90,29 @@ fn require_sge() {
 }
 
 async fn require_redis() -> RedisStore {
-    RedisStore::connect(REDIS).await.unwrap_or_else(|e| {
-        panic!("Redis at {REDIS} is not answering ({e}): start it with deploy/dev/services-up.sh")
+    RedisStore::connect(&redis_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "Redis at {} is not answering ({e}): {}",
+            redis_url(),
+            how_to_start()
+        )
     })
 }
 
 async fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
     let client = reqwest::Client::new();
     let mut req = client
-        .request(method, format!("http://127.0.0.1:15672{path}"))
+        .request(method, format!("{}{path}", mgmt_base()))
         .basic_auth("guest", Some("guest"));
     if let Some(b) = body {
         req = req.json(&b);
     }
     req.send().await.unwrap_or_else(|e| {
         panic!(
-            "RabbitMQ management API on 127.0.0.1:15672 is not answering ({e}): start it with \
-             deploy/dev/services-up.sh (it runs `rabbitmq-plugins enable rabbitmq_management`)"
+            "RabbitMQ management API at {} is not answering ({e}): {} (services-up.sh runs \
+             `rabbitmq-plugins enable rabbitmq_management`)",
+            mgmt_base(),
+            how_to_start()
         )
     })
 }
@@ -115,8 +120,8 @@ async fn mgmt(method: reqwest::Method, path: &str, body: Option<Value>) -> reqwe
 fn bundle(site: &str, interval: Duration) -> Arc<Bundle> {
     let catalog = Catalog::parse(CATALOG).unwrap();
     let mut config = BundleConfig::new(site, interval);
-    config.redis_url = Some(REDIS.into());
-    config.amqp_mgmt_url = Some(MGMT.into());
+    config.redis_url = Some(redis_url());
+    config.amqp_mgmt_url = Some(mgmt_url());
     config.jitter = 0.0;
     // Leftovers of a failed test expire soon instead of showing as a stopped site for a day.
     config.snapshot_retention = Duration::from_secs(120);
@@ -335,7 +340,7 @@ async fn http_api_serves_every_endpoint() {
     }
 
     server.abort();
-    let mut con = redis::Client::open(REDIS)
+    let mut con = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -407,14 +412,14 @@ async fn submitted_slurm_job_shows_in_the_snapshot_within_one_interval() {
     );
 
     // The same data reached Redis for the manager, kept for the retention.
-    let snaps = read_snapshots(REDIS).await.unwrap();
+    let snaps = read_snapshots(&redis_url()).await.unwrap();
     let mine = snaps
         .iter()
         .find(|s| s.site == site)
         .expect("snapshot in Redis");
     assert!(mine.resource("localhost-slurm").is_some());
     assert_eq!(mine.stopped_updating_s, None, "a live service's snapshot");
-    let mut con = redis::Client::open(REDIS)
+    let mut con = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -457,7 +462,7 @@ async fn pilot_waits_from_the_stream_feed_the_estimate_once() {
     .unwrap();
     let site = site("waits");
     let mut config = BundleConfig::new(&site, Duration::from_secs(1));
-    config.redis_url = Some(REDIS.into());
+    config.redis_url = Some(redis_url());
     config.snapshot_retention = Duration::from_secs(120);
     let b = Bundle::new(&catalog, config, WaitHistory::new());
     b.probe_once().await;
@@ -487,7 +492,7 @@ async fn pilot_waits_from_the_stream_feed_the_estimate_once() {
     let est = b.predict(&resource, None, 1, 600).await.unwrap();
 
     // Drop our entries from the shared stream and our snapshot.
-    let mut con = redis::Client::open(REDIS)
+    let mut con = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -602,7 +607,7 @@ async fn pilot_queue_depth_and_pilot_load_are_probed() {
     };
     mgmt(reqwest::Method::DELETE, &qpath, None).await;
     store.delete_campaign(&campaign).await.unwrap();
-    let mut con = redis::Client::open(REDIS)
+    let mut con = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -685,7 +690,7 @@ async fn submitted_sge_job_shows_in_the_snapshot_within_one_interval() {
         .await
         .unwrap()
         .unwrap();
-    let mut con = redis::Client::open(REDIS)
+    let mut con = redis::Client::open(redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -13,29 +13,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn amqp_url() -> String {
-    std::env::var("EMANAGER_AMQP_URL").unwrap_or_else(|_| emanager_shared::DEFAULT_AMQP_URL.into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("EMANAGER_REDIS_URL")
-        .unwrap_or_else(|_| emanager_shared::DEFAULT_REDIS_URL.into())
-}
+pub use emanager_test_services::{
+    amqp_url, how_to_start, mgmt_url, rabbitmqctl, redis_db_url, redis_url, restart_rabbitmq,
+};
 
 /// The real RabbitMQ and Redis. A missing service fails the test with how to start it.
 pub async fn services() -> (Arc<dyn Broker>, Arc<dyn StateStore>) {
-    let store = RedisStore::connect(&redis_url()).await.unwrap_or_else(|e| {
-        panic!(
-            "{e}\nThis test needs a real Redis: run `deploy/dev/services-up.sh` (or `redis-server --daemonize yes`), or point EMANAGER_REDIS_URL at one."
-        )
-    });
+    let store = RedisStore::connect(&redis_url())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nThis test needs a real Redis: {}", how_to_start()));
     let broker = AmqpBroker::connect_with_retry_window(&amqp_url(), Duration::from_secs(90))
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{e}\nThis test needs a real RabbitMQ: run `deploy/dev/services-up.sh` (or `rabbitmq-server -detached`), or point EMANAGER_AMQP_URL at one."
-            )
-        });
+        .unwrap_or_else(|e| panic!("{e}\nThis test needs a real RabbitMQ: {}", how_to_start()));
     (Arc::new(broker), Arc::new(store))
 }
 
@@ -172,39 +161,11 @@ fn lock_file() -> std::fs::File {
         .expect("open the outage lock file")
 }
 
-/// Stops the RabbitMQ server (the whole node) and starts it again, as an operator restarting
-/// the broker would: an outage of ten to twenty seconds.
-pub fn restart_rabbitmq() {
-    let run = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    assert!(run("rabbitmqctl", &["stop"]), "rabbitmqctl stop failed");
-    assert!(
-        run("rabbitmq-server", &["-detached"]),
-        "cannot start rabbitmq-server again: run `deploy/dev/services-up.sh`"
-    );
-    for _ in 0..60 {
-        if run("rabbitmqctl", &["await_startup", "--timeout", "5"]) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    panic!("RabbitMQ did not come back within a minute: run `deploy/dev/services-up.sh`");
-}
-
 /// Names of the RabbitMQ queues that mention `needle`.
 pub fn rabbitmq_queues_named(needle: &str) -> Vec<String> {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["list_queues", "name", "--quiet", "--no-table-headers"])
-        .output()
-        .expect("run rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
+    let out = rabbitmqctl(&["list_queues", "name", "--quiet", "--no-table-headers"]);
+    assert!(out.success, "rabbitmqctl list_queues: {}", out.stderr);
+    out.stdout
         .lines()
         .filter(|l| l.contains(needle))
         .map(|l| l.trim().to_string())

@@ -177,18 +177,15 @@ async fn a_pilot_at_its_walltime_drains_and_its_work_completes_elsewhere() {
 
 /// `rabbitmqctl list_connections`: the server-side pid of the connection named `name`.
 fn broker_connection_pid(name: &str) -> Option<String> {
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "list_connections",
-            "name",
-            "pid",
-            "client_properties",
-            "--quiet",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("run rabbitmqctl");
-    String::from_utf8_lossy(&out.stdout)
+    let out = integration_tests::rabbitmqctl(&[
+        "list_connections",
+        "name",
+        "pid",
+        "client_properties",
+        "--quiet",
+        "--no-table-headers",
+    ]);
+    out.stdout
         .lines()
         .find(|l| l.contains(&format!("\"{name}\"")))
         .and_then(|l| {
@@ -221,12 +218,9 @@ async fn an_agent_whose_broker_connection_is_closed_reconnects_and_nothing_is_lo
     };
     let name = format!("emanager-{}", victim.agent_pid);
     let conn = broker_connection_pid(&name).expect("the agent's connection");
-    let st = Command::new("rabbitmqctl")
-        .args(["close_connection", &conn, "test: network partition"])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let st =
+        integration_tests::rabbitmqctl(&["close_connection", &conn, "test: network partition"]);
+    assert!(st.success, "rabbitmqctl close_connection: {}", st.stderr);
     let out = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("in time")

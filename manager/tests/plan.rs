@@ -440,7 +440,9 @@ fn plan_has_help_with_an_example() {
 
 /// Redis for these tests: its own database, so the snapshots of running bundle services (in
 /// database 0) are not merged in.
-const REDIS: &str = "redis://127.0.0.1:6379/9";
+fn redis() -> String {
+    emanager_test_services::redis_db_url(9)
+}
 
 fn snapshot_json(site: &str, resource: &str, stale: bool) -> String {
     let now = std::time::SystemTime::now()
@@ -475,11 +477,15 @@ struct SnapshotKey {
 
 impl SnapshotKey {
     fn write(site: &str, json: &str) -> SnapshotKey {
-        let mut con = redis::Client::open(REDIS)
+        let mut con = redis::Client::open(redis())
             .unwrap()
             .get_connection()
             .unwrap_or_else(|e| {
-                panic!("Redis at {REDIS}: {e}; start it with deploy/dev/services-up.sh")
+                panic!(
+                    "Redis at {}: {e}; {}",
+                    redis(),
+                    emanager_test_services::how_to_start()
+                )
             });
         let key = format!("em:bundles:{site}");
         redis::cmd("SET")
@@ -504,7 +510,7 @@ fn bundle_snapshots_give_idle_nodes_and_waits_and_stale_ones_are_flagged() {
     let f = Fixture::new();
     let site = format!("plan-test-{}", std::process::id());
     let fresh = SnapshotKey::write(&site, &snapshot_json(&site, "wide", false));
-    let v = json_of(&mut f.plan(&["--json", "--redis-url", REDIS]));
+    let v = json_of(&mut f.plan(&["--json", "--redis-url", &redis()]));
     assert_eq!(v["snapshot"]["site"], site.as_str());
     let wide = v["offers"]
         .as_array()
@@ -536,7 +542,7 @@ fn bundle_snapshots_give_idle_nodes_and_waits_and_stale_ones_are_flagged() {
     drop(fresh);
 
     let _stale = SnapshotKey::write(&site, &snapshot_json(&site, "wide", true));
-    f.plan(&["--redis-url", REDIS])
+    f.plan(&["--redis-url", &redis()])
         .assert()
         .success()
         .stdout(predicate::str::contains(
@@ -548,12 +554,13 @@ fn bundle_snapshots_give_idle_nodes_and_waits_and_stale_ones_are_flagged() {
 fn an_empty_redis_is_a_note_and_an_unreachable_one_an_error() {
     let f = Fixture::new();
     // Database 10 holds no snapshots.
-    f.plan(&["--redis-url", "redis://127.0.0.1:6379/10"])
+    let empty = emanager_test_services::redis_db_url(10);
+    f.plan(&["--redis-url", &empty])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "no bundle snapshots in Redis at redis://127.0.0.1:6379/10",
-        ));
+        .stdout(predicate::str::contains(format!(
+            "no bundle snapshots in Redis at {empty}"
+        )));
     f.plan(&["--redis-url", "redis://127.0.0.1:1/"])
         .assert()
         .code(3)
