@@ -50,8 +50,8 @@ enum What {
         repeat: u32,
     },
     /// Start-up to first task: `emanager run` (the binary beside this one, embedded mode) of a
-    /// one-task workflow, from spawning the process to the task's first action (it touches a
-    /// file; the file's modification time is the moment). Median and worst of N runs.
+    /// one-task workflow, from spawning the process to the task's first action (the task prints
+    /// its own clock, `date +%s.%N`). Median and worst of N runs.
     Startup {
         #[arg(long, default_value_t = 10)]
         runs: u32,

@@ -218,4 +218,18 @@ fn sigterm_stops_emanager_run_and_leaves_the_campaign_resumable_with_json_logs()
     );
     assert_eq!(status["state"], "DONE", "{status}");
     assert_eq!(status["counts"]["done"], 8);
+
+    // The manager's --log-format reaches the agents it starts: their log files are JSON.
+    let pilots = status["pilots"].as_array().expect("pilots in status");
+    assert!(!pilots.is_empty(), "{status}");
+    for p in pilots {
+        let path = p["log"].as_str().expect("a pilot log path");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "{path} is empty");
+        for l in lines {
+            let v = json(l.as_bytes());
+            assert!(v["fields"]["message"].is_string(), "{path}: {l}");
+        }
+    }
 }

@@ -111,6 +111,9 @@ pub struct CampaignOptions {
     /// The pool whose agents serve the campaign (`--pool`), besides its own pilots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolAttachment>,
+    /// Pilot agents this manager starts log JSON lines (the manager's `--log-format json`).
+    #[serde(default)]
+    pub agent_log_json: bool,
 }
 
 /// What a campaign keeps of its plan.
@@ -194,6 +197,7 @@ impl Default for CampaignOptions {
             catalog_dir: None,
             plan: None,
             pool: None,
+            agent_log_json: false,
         }
     }
 }

@@ -187,6 +187,9 @@ impl Launcher {
                     .arg(&log)
                     .arg("--idle-timeout-s")
                     .arg("600");
+                if opts.agent_log_json {
+                    cmd.arg("--log-format").arg("json");
+                }
                 if req.gpus > 0 {
                     cmd.arg("--gpus").arg(req.gpus.to_string());
                 }

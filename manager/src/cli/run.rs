@@ -202,6 +202,7 @@ async fn options(
         catalog_dir: None,
         plan: None,
         pool: None,
+        agent_log_json: false,
     };
     let mut shapes = Vec::new();
     if let (Some(_), Some(path)) = (&catalog, &cfg.resources) {
@@ -454,6 +455,7 @@ async fn prepare(g: &GlobalArgs, cfg: &Config, a: &CampaignArgs) -> Result<Prepa
     )
     .await?;
     a.pool.apply(&mut opts);
+    opts.agent_log_json = g.log_format == crate::config::LogFormat::Json;
     Ok(Prepared {
         wf,
         source,

@@ -137,7 +137,7 @@ pub fn pilot_job(
     };
     let rel_log = format!("{campaign}/pilot-{}.log", pilot.short());
     let methods: Vec<&str> = r.launch_methods.iter().map(|m| m.as_str()).collect();
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "--campaign",
         &campaign.to_string(),
         "--pilot",
@@ -165,6 +165,9 @@ pub fn pilot_job(
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if opts.agent_log_json {
+        args.extend(["--log-format".to_string(), "json".to_string()]);
+    }
     let mut r = r.clone();
     // The catalog's default agent path on this host is the agent beside this manager.
     if r.ssh.is_none() && (r.agent.path.is_empty() || r.agent.path == "pilot-agent") {
