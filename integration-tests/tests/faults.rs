@@ -249,7 +249,9 @@ async fn an_agent_whose_broker_connection_is_closed_reconnects_and_nothing_is_lo
 async fn rabbitmq_restarted_mid_run_both_sides_reconnect_and_every_task_is_done_once() {
     let _serial = integration_tests::service_outage_lock();
     let toml = "[[tasks]]\nname = \"r-{index}\"\ncount = 200\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.05\"]\nest_duration_s = 0.05\n";
-    let c = Campaign::new(toml, 2, 2).await;
+    let mut c = Campaign::new(toml, 2, 2).await;
+    // No replacement pilot may hide an agent that died of the outage.
+    c.opts.max_pilot_replacements = 0;
     let run = tokio::spawn({
         let ctx = c.context();
         async move { emanager::driver::drive(ctx).await }
@@ -291,6 +293,7 @@ async fn rabbitmq_restarted_mid_run_both_sides_reconnect_and_every_task_is_done_
         .unwrap();
     assert_eq!(out.counts.done, 200, "{:?}", out.counts);
     assert_each_task_done_once(&c, 200).await;
+    assert_every_pilot_survived(&c, 2).await;
     let mut consumer = c
         .broker
         .consume(
@@ -384,12 +387,20 @@ impl PrivateRedis {
     /// Stops it (SIGTERM: with AOF on, Redis flushes the file first) and starts it again on
     /// the same port and directory.
     fn restart(&mut self) {
+        self.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        self.start_again();
+    }
+
+    fn stop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    fn start_again(&mut self) {
         self.child = Self::spawn(&self.args);
         self.wait_up();
     }
@@ -413,7 +424,8 @@ async fn redis_with_aof_restarted_mid_run_components_reconnect_and_state_is_inta
     let _steady = integration_tests::service_steady_lock();
     let mut redis = PrivateRedis::start(true);
     let toml = "[[tasks]]\nname = \"a-{index}\"\ncount = 100\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.1\"]\nest_duration_s = 0.1\n";
-    let c = private_redis_campaign(toml, &redis).await;
+    let mut c = private_redis_campaign(toml, &redis).await;
+    c.opts.max_pilot_replacements = 0;
     let run = tokio::spawn({
         let ctx = c.context();
         async move { emanager::driver::drive(ctx).await }
@@ -432,7 +444,94 @@ async fn redis_with_aof_restarted_mid_run_components_reconnect_and_state_is_inta
         .expect("the manager rode out the Redis restart");
     assert_eq!(out.counts.done, 100, "{:?}", out.counts);
     assert_each_task_done_once(&c, 100).await;
+    assert_every_pilot_survived(&c, 2).await;
     c.cleanup().await;
+}
+
+/// `GET /healthz` on a local port: the status line and the body, `None` while nothing
+/// listens.
+fn healthz(port: u16) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.lines().next()?.to_string();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+fn wait_healthz(port: u16, what: &str, ok: impl Fn(&str, &str) -> bool) -> String {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((status, body)) = healthz(port) {
+            if ok(&status, &body) {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for /healthz: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_healthz_fails_while_its_redis_is_down_and_recovers_after() {
+    let _steady = integration_tests::service_steady_lock();
+    let mut redis = PrivateRedis::start(true);
+    let c = private_redis_campaign(
+        "[[tasks]]\nname = \"h\"\ncommand = [\"/bin/true\"]\n",
+        &redis,
+    )
+    .await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let agent = Command::new(workspace_bin("pilot-agent"))
+        .args(["--campaign", &c.id.to_string(), "--cores", "1"])
+        .args(["--heartbeat-ms", "200"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+        .args(["--amqp-url", &integration_tests::amqp_url()])
+        .args(["--redis-url", &redis.url()])
+        .arg("--workdir")
+        .arg(c.workdir.path())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start pilot-agent");
+    let agent_pid = agent.id();
+    let healthy = |status: &str, body: &str| status.contains(" 200") && body == "ok\n";
+    tokio::task::block_in_place(|| {
+        wait_healthz(port, "ok at start", healthy);
+        redis.stop();
+        let body = wait_healthz(port, "503 naming the state store", |status, body| {
+            status.contains(" 503") && body.contains("state store: heartbeat failed")
+        });
+        assert!(body.contains("(for "), "{body}");
+        redis.start_again();
+        wait_healthz(port, "ok again once Redis is back", healthy);
+    });
+    kill9(agent_pid);
+    c.cleanup().await;
+}
+
+/// The campaign's `n` pilots all ended DONE (shut down by the manager): none died of the
+/// outage and none was replaced.
+async fn assert_every_pilot_survived(c: &Campaign, n: usize) {
+    let pilots = c.store.pilots(&c.id).await.unwrap();
+    let states: Vec<String> = pilots
+        .iter()
+        .map(|v| format!("{} {} ({})", v.record.id, v.record.state, v.record.reason))
+        .collect();
+    assert_eq!(pilots.len(), n, "a pilot was replaced: {states:?}");
+    assert!(
+        pilots.iter().all(|v| v.record.state == PilotState::Done),
+        "an agent did not survive the outage: {states:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -288,6 +288,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
         return Ok(());
     }
+    // `/healthz` fails when the heartbeat loop stops turning (a pool agent's lanes come and
+    // go with its campaigns, so only a campaign agent is watched).
+    emanager_shared::health::watch(
+        "heartbeat",
+        (cfg.heartbeat * 10).max(Duration::from_secs(30)),
+    );
     let span = tracing::info_span!("agent", campaign = %campaign, pilot = %pilot);
     tracing::Instrument::instrument(
         pilot_agent::run(cfg, Arc::new(broker), Arc::new(store), stop_signal()),

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod broker;
 pub mod catalog;
+pub mod health;
 pub mod ids;
 pub mod metrics;
 pub mod model;

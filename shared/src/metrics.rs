@@ -98,6 +98,17 @@ pub fn encode() -> String {
     out
 }
 
+/// `/healthz`: 200 `ok`, or 503 with one line per problem (see [`crate::health`]).
+async fn healthz() -> (axum::http::StatusCode, String) {
+    match crate::health::check() {
+        Ok(()) => (axum::http::StatusCode::OK, "ok\n".into()),
+        Err(lines) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            lines.join("\n") + "\n",
+        ),
+    }
+}
+
 /// Starts the exporter on `addr` (`127.0.0.1:0` picks a free port) and returns the bound
 /// address. It serves until the process ends.
 pub async fn serve(addr: &str) -> anyhow::Result<SocketAddr> {
@@ -119,7 +130,7 @@ pub async fn serve(addr: &str) -> anyhow::Result<SocketAddr> {
                 )
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(healthz));
     EXPORTING.store(true, Ordering::Relaxed);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -141,7 +152,19 @@ mod tests {
         let addr = serve("127.0.0.1:0").await.unwrap();
         let body = http_get(addr, "/metrics").await;
         assert!(body.contains("em_test_things_total 3"), "{body}");
-        assert!(http_get(addr, "/healthz").await.ends_with("ok\n"));
+        let ok = http_get(addr, "/healthz").await;
+        assert!(
+            ok.starts_with("HTTP/1.0 200") && ok.ends_with("ok\n"),
+            "{ok}"
+        );
+        crate::health::unhealthy("metrics test", "made up for the test");
+        let sick = http_get(addr, "/healthz").await;
+        crate::health::healthy("metrics test");
+        assert!(sick.starts_with("HTTP/1.0 503"), "{sick}");
+        assert!(
+            sick.contains("metrics test: made up for the test"),
+            "{sick}"
+        );
     }
 
     async fn http_get(addr: SocketAddr, path: &str) -> String {

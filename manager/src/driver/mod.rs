@@ -16,6 +16,7 @@ use crate::progress::Progress;
 use crate::workflow::dag::Dag;
 use crate::workflow::Workflow;
 use emanager_shared::broker::{Broker, QueueKind};
+use emanager_shared::health;
 use emanager_shared::model::{EventKind, MAX_REASON_BYTES};
 use emanager_shared::protocol::{Envelope, Message};
 use emanager_shared::store::{StateStore, StoreError};
@@ -251,8 +252,10 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
                 // survived, and rebuild the view from it as `resume` would.
                 store_outages += 1;
                 tracing::warn!(error = %e, "state store failed; waiting for it to come back");
+                health::unhealthy(HEALTH_STORE, format!("{e:#}; waiting for it to come back"));
                 match wait_for_campaign(ctx.store.as_ref(), &ctx.campaign).await {
                     Ok(()) => {
+                        health::healthy(HEALTH_STORE);
                         launcher = d.launcher;
                         sites = d.sites;
                         continue;
@@ -261,6 +264,7 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
                 }
             }
         }
+        health::unwatch(HEALTH_RUN_LOOP);
         let _ = d.store.release_lease(&d.c, &d.holder).await;
         ctx.progress.finish();
         let ending = result?;
@@ -269,6 +273,12 @@ pub async fn drive(mut ctx: RunContext) -> anyhow::Result<Outcome> {
         return Ok(outcome);
     }
 }
+
+/// Names of the manager's signals in `/healthz`.
+const HEALTH_STORE: &str = "state store";
+const HEALTH_RUN_LOOP: &str = "run loop";
+/// A run loop that has not turned for this long makes `/healthz` fail.
+const RUN_LOOP_LIMIT: Duration = Duration::from_secs(120);
 
 /// State store outages a drive rides out before it gives up.
 const MAX_STORE_OUTAGES: u32 = 5;
@@ -370,7 +380,9 @@ impl Driver {
         let mut last_lease = Instant::now();
         let mut last_rebalance = Instant::now();
         progress.update(&self.counts, self.started.elapsed(), &self.pilot_line());
+        health::watch(HEALTH_RUN_LOOP, RUN_LOOP_LIMIT);
         loop {
+            health::beat(HEALTH_RUN_LOOP);
             if self.all_final() {
                 self.finish().await?;
                 return Ok(Ending::Finished);

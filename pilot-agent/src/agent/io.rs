@@ -169,10 +169,13 @@ pub(crate) async fn heartbeat(
         };
         if let Err(e) = store.heartbeat(&c, &cfg.pilot, ttl, l).await {
             crate::metrics::get().heartbeat_failures.inc();
+            emanager_shared::health::unhealthy("state store", format!("heartbeat failed: {e}"));
             tracing::warn!(error = %e, "heartbeat failed");
         } else {
             crate::metrics::get().heartbeats.inc();
+            emanager_shared::health::healthy("state store");
         }
+        emanager_shared::health::beat("heartbeat");
         beats += 1;
         if beats.is_multiple_of(5) {
             match store.campaign(&c).await {

@@ -20,6 +20,8 @@ pub const EXCHANGE: &str = "emanager";
 pub const DEAD_LETTER_EXCHANGE: &str = "emanager.dlx";
 /// Deliveries of one message before RabbitMQ dead-letters it as poison.
 pub const DELIVERY_LIMIT: i32 = 5;
+/// The component name of broker problems in `/healthz`.
+const HEALTH_BROKER: &str = "broker";
 /// Header carrying why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-emanager-reason";
 
@@ -148,10 +150,14 @@ impl AmqpBroker {
                 Err(e) => Err(op_err(name, e)),
             };
             match result {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    crate::health::healthy(HEALTH_BROKER);
+                    return Ok(v);
+                }
                 Err(BrokerError::Nacked { queue }) => return Err(BrokerError::Nacked { queue }),
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(e) => {
+                    crate::health::unhealthy(HEALTH_BROKER, format!("{name} failed: {e}"));
                     tracing::warn!(op = name, error = %e, attempt, "broker operation failed; reconnecting");
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -369,6 +375,7 @@ impl Consumer for AmqpConsumer {
                 match self.subscribe().await {
                     Ok(s) => {
                         if attempt > 0 {
+                            crate::health::healthy(HEALTH_BROKER);
                             tracing::info!(queue = %self.queue, "consumer resubscribed after broker outage");
                         }
                         self.stream = Some(s);
@@ -384,6 +391,10 @@ impl Consumer for AmqpConsumer {
                             tracing::error!(queue = %self.queue, error = %text, "broker unreachable for too long; consumer ends");
                             return None;
                         }
+                        crate::health::unhealthy(
+                            HEALTH_BROKER,
+                            format!("cannot consume {}: {text}", self.queue),
+                        );
                         tracing::warn!(queue = %self.queue, error = %text, "cannot subscribe; retrying");
                         tokio::time::sleep(backoff(attempt)).await;
                         attempt += 1;
