@@ -492,7 +492,7 @@ async fn an_agents_healthz_fails_while_its_redis_is_down_and_recovers_after() {
         .local_addr()
         .unwrap()
         .port();
-    let agent = Command::new(workspace_bin("pilot-agent"))
+    let mut agent = Command::new(workspace_bin("pilot-agent"))
         .args(["--campaign", &c.id.to_string(), "--cores", "1"])
         .args(["--heartbeat-ms", "200"])
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
@@ -516,6 +516,7 @@ async fn an_agents_healthz_fails_while_its_redis_is_down_and_recovers_after() {
         wait_healthz(port, "ok again once Redis is back", healthy);
     });
     kill9(agent_pid);
+    let _ = agent.wait();
     c.cleanup().await;
 }
 
