@@ -602,7 +602,7 @@ fn an_unreachable_broker_names_its_url_and_nothing_falls_back_to_embedded() {
             "cannot reach the message broker at amqp://guest:***@127.0.0.1:1/%2f",
         ))
         .stderr(predicate::str::contains(
-            "drop --amqp-url to run in embedded mode",
+            "drop --amqp-url / EMANAGER_AMQP_URL / `amqp_url` in emanager.toml to run in embedded mode",
         ));
 }
 

@@ -290,8 +290,10 @@ fn an_unreachable_redis_names_the_url_and_the_fix() {
             "cannot reach Redis at redis://127.0.0.1:1/",
         ))
         .stderr(predicate::str::contains(
-            "drop --redis-url to run in embedded mode",
-        ));
+            "drop --redis-url / EMANAGER_REDIS_URL / `redis_url` in emanager.toml to run in embedded mode",
+        ))
+        // The real reason, not a timeout.
+        .stderr(predicate::str::contains("refused"));
 }
 
 #[test]
@@ -501,6 +503,8 @@ fn skeleton_converts_to_a_workflow_that_validates() {
         .assert()
         .success()
         .stdout(predicate::str::contains("tasks"));
+    // Its MPI tasks take 4 cores: validate checks them against 8-core local pilots.
+    std::fs::write(dir.path().join("emanager.toml"), "cores_per_pilot = 8\n").unwrap();
     emanager(dir.path())
         .arg("validate")
         .arg(&out)
@@ -588,4 +592,63 @@ fn the_pipeline_skeleton_runs_embedded_and_writes_every_declared_file() {
     }
     // 16 configs + 16 simulations + 16 analyses + 1 aggregate written, and the reads of them.
     assert!(files >= 49, "{files}");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly_with_141() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // 2,048 tasks' commands: far more than a pipe holds.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("emanager"))
+        .arg("skeleton")
+        .arg(repo().join("manager/tests/data/skeletons/aimes-swift/skeleton.conf"))
+        .arg("--print-shell")
+        .env_remove("EMANAGER_CONFIG")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(!first.is_empty());
+    // The reader is dropped here, as `| head -1` exits.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn validate_without_a_catalog_checks_tasks_against_the_local_pilots_run_would_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("big.toml");
+    std::fs::write(
+        &wf,
+        "[[tasks]]\nname = \"big\"\ncommand = [\"/bin/true\"]\ncores = 100000\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("emanager.toml"), "cores_per_pilot = 8\n").unwrap();
+    emanager(dir.path())
+        .args(["validate"])
+        .arg(&wf)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "task `big` asks for 100000 cores; the largest node has 8 (resource `local`)",
+        ))
+        .stderr(predicate::str::contains("--resources FILE"));
+    // The same file with a task that fits is valid.
+    std::fs::write(
+        &wf,
+        "[[tasks]]\nname = \"small\"\ncommand = [\"/bin/true\"]\ncores = 8\n",
+    )
+    .unwrap();
+    emanager(dir.path())
+        .args(["validate"])
+        .arg(&wf)
+        .assert()
+        .success();
 }

@@ -5,6 +5,7 @@ use emanager::skeleton::synth::{run, SynthArgs};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    emanager::cli::exit_quietly_on_broken_pipe();
     let args = SynthArgs::parse();
     match run(&args) {
         Ok(_) => ExitCode::SUCCESS,

@@ -24,6 +24,28 @@ pub mod exit {
     pub const INFRA: i32 = 3;
     /// Interrupted by the user (Ctrl-C); a distributed campaign goes on and can be resumed.
     pub const INTERRUPTED: i32 = 130;
+    /// The reader of standard output went away (`emanager report C | head`): what a process
+    /// killed by SIGPIPE reports, without a panic message.
+    pub const BROKEN_PIPE: i32 = 141;
+}
+
+/// Ends the process quietly with [`exit::BROKEN_PIPE`] when printing to a closed pipe panics
+/// (Rust ignores SIGPIPE, so `println!` panics instead of the process dying of it). Other
+/// panics keep the default report.
+pub fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(exit::BROKEN_PIPE);
+        }
+        default(info);
+    }));
 }
 
 /// An error with the exit code it should produce.
@@ -99,6 +121,7 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    exit_quietly_on_broken_pipe();
     let cli = Cli::parse();
     init_logs(cli.global.quiet, cli.global.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -173,8 +196,10 @@ fn init_logs(quiet: bool, format: crate::config::LogFormat) {
             .try_init();
         return;
     }
+    // Colours only on a terminal: a log file or a batch job's output gets plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

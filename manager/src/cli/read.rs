@@ -497,12 +497,12 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
     let catalog = cfg.catalog().input()?;
     let parsed = crate::workflow::parse_str(&source, format, &a.workflow.display().to_string())
         .and_then(|wf| {
-            // With a catalog, every task must fit some resource's node (or nodes, for MPI).
-            let shapes: Vec<_> = catalog
-                .iter()
-                .flat_map(|c| c.resources())
-                .map(crate::workflow::NodeShape::of)
-                .collect();
+            // Every task must fit some pilot `run` would start: a node (or nodes, for MPI) of
+            // a catalog resource, or without a catalog a local pilot.
+            let shapes: Vec<_> = match &catalog {
+                Some(c) => c.resources().map(crate::workflow::NodeShape::of).collect(),
+                None => vec![super::run::local_pilot_shape(&cfg)],
+            };
             let errors = crate::workflow::check_fits(&wf, &shapes);
             if errors.is_empty() {
                 Ok(wf)
@@ -533,6 +533,12 @@ pub async fn validate(g: &GlobalArgs, a: ValidateArgs) -> CliResult {
             print_workflow_errors(&errors, g.json);
             if !g.json {
                 eprintln!("{} problem(s) found", errors.0.len());
+                if catalog.is_none() && errors.0.iter().any(|e| e.message.contains("`local`")) {
+                    eprintln!(
+                        "(checked against the local pilots `run` starts, {} cores each: `run --cores-per-pilot N` or `cores_per_pilot` in emanager.toml changes that; --resources FILE checks against a catalog's machines)",
+                        cfg.cores_per_pilot
+                    );
+                }
             }
             Ok(exit::INPUT)
         }

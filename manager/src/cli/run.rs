@@ -249,13 +249,7 @@ async fn options(
         ));
     } else if cfg.pilots > 0 {
         // (With a pool and no local pilot, the pool's agents' shapes are not known here.)
-        shapes.push(crate::workflow::NodeShape {
-            resource: "local".into(),
-            cores: cfg.cores_per_pilot,
-            gpus: 0,
-            mem_mb: 0,
-            nodes: 1,
-        });
+        shapes.push(local_pilot_shape(cfg));
     }
     let errors = crate::workflow::check_fits(wf, &shapes);
     if !errors.is_empty() {
@@ -270,6 +264,17 @@ async fn options(
         });
     }
     Ok(opts)
+}
+
+/// The node of a local pilot as `run` starts it (`--cores-per-pilot`, memory unchecked).
+pub(crate) fn local_pilot_shape(cfg: &Config) -> crate::workflow::NodeShape {
+    crate::workflow::NodeShape {
+        resource: "local".into(),
+        cores: cfg.cores_per_pilot,
+        gpus: 0,
+        mem_mb: 0,
+        nodes: 1,
+    }
 }
 
 /// The planner's pilots for `wf` over the catalog (and the bundle snapshot in Redis when

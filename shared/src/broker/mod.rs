@@ -32,7 +32,7 @@ pub fn dead_queue_name(c: &CampaignId) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot reach the message broker at {url}: {reason}. Start it (`deploy/dev/services-up.sh`, or `rabbitmq-server -detached`), or drop --amqp-url to run in embedded mode")]
+    #[error("cannot reach the message broker at {url}: {reason}. Start it (`deploy/dev/services-up.sh`, or `rabbitmq-server -detached`), or, for `emanager run`, drop --amqp-url / EMANAGER_AMQP_URL / `amqp_url` in emanager.toml to run in embedded mode")]
     Unreachable { url: String, reason: String },
     #[error("broker operation `{op}` failed: {reason}")]
     Operation { op: &'static str, reason: String },

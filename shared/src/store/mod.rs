@@ -20,7 +20,7 @@ use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot reach Redis at {url}: {reason}. Start it (`deploy/dev/services-up.sh`, or `redis-server --daemonize yes`), or drop --redis-url to run in embedded mode")]
+    #[error("cannot reach Redis at {url}: {reason}. Start it (`deploy/dev/services-up.sh`, or `redis-server --daemonize yes`), or, for `emanager run`, drop --redis-url / EMANAGER_REDIS_URL / `redis_url` in emanager.toml to run in embedded mode")]
     Unreachable { url: String, reason: String },
     #[error("state store operation `{op}` failed: {reason}")]
     Operation { op: &'static str, reason: String },

@@ -79,6 +79,15 @@ impl RedisStore {
             reason,
         };
         let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
+        // One plain connection first: its error is the real reason (connection refused, bad
+        // password, unknown host), where the retrying manager below would only time out.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| unreachable("no answer within 5 s".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
         let open = || async {
             let cfg = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(std::time::Duration::from_secs(5))
