@@ -140,3 +140,95 @@ fn units_and_batch_templates_use_flags_the_agent_has() {
         assert!(bundle.contains(flag), "bundle-service.service lacks {flag}");
     }
 }
+
+/// `${NAME...}` references in a compose file.
+fn compose_variables(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = text
+        .split("${")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn compose_requires_passwords_that_the_env_example_defines_and_serves_remote_agents() {
+    let text = deploy("compose.yaml");
+    let env = deploy("systemd/emanager.env.example");
+    let defined: Vec<&str> = env
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    let used = compose_variables(&text);
+    assert!(
+        used.contains(&"EMANAGER_REDIS_PASSWORD".to_string())
+            && used.contains(&"EMANAGER_AMQP_PASSWORD".to_string()),
+        "{used:?}"
+    );
+    for v in &used {
+        assert!(
+            defined.contains(&v.as_str()),
+            "compose.yaml uses ${{{v}}}, which emanager.env.example does not define"
+        );
+    }
+    let c: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let strings = |v: &serde_yaml::Value| -> Vec<String> {
+        v.as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let redis_cmd = strings(&c["services"]["redis"]["command"]);
+    let pass = redis_cmd.iter().position(|a| a == "--requirepass");
+    assert!(
+        pass.is_some_and(|i| redis_cmd[i + 1].contains("${EMANAGER_REDIS_PASSWORD:?")),
+        "Redis requires the password from .env: {redis_cmd:?}"
+    );
+    // Agents on compute nodes reach the broker and Redis: not published on loopback only.
+    for (svc, port) in [("rabbitmq", "5672:5672"), ("redis", "6379:6379")] {
+        let ports = strings(&c["services"][svc]["ports"]);
+        assert!(
+            ports.iter().any(|p| p == port),
+            "{svc} is not reachable from other hosts: {ports:?}"
+        );
+    }
+    let bundles = strings(&c["services"]["bundles"]["command"]);
+    let arg = |flag: &str| {
+        let i = bundles.iter().position(|a| a == flag).unwrap_or_else(|| {
+            panic!("the bundle service lacks {flag}: {bundles:?}");
+        });
+        bundles[i + 1].clone()
+    };
+    assert!(arg("--redis-url").contains("${EMANAGER_REDIS_PASSWORD"));
+    assert!(arg("--amqp-mgmt-url").contains("@rabbitmq:15672"));
+}
+
+#[test]
+fn agent_units_export_metrics_on_a_port_prometheus_can_scrape() {
+    for unit in [
+        "systemd/pilot-agent@.service",
+        "systemd/pilot-agent-pool@.service",
+    ] {
+        let text = deploy(unit);
+        assert!(
+            !text.contains("127.0.0.1:0"),
+            "{unit}: a random loopback port cannot be scraped"
+        );
+        assert!(text.contains("EnvironmentFile=/etc/emanager/emanager.env"));
+    }
+    let env = deploy("systemd/emanager.env.example");
+    let addr = env
+        .lines()
+        .find_map(|l| l.strip_prefix("EMANAGER_AGENT_METRICS_ADDR="))
+        .expect("the env file sets EMANAGER_AGENT_METRICS_ADDR");
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(port > 0 && !addr.starts_with("127."), "{addr}");
+}
