@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stop the Grid Engine daemons started by deploy/dev/sge-up.sh (execd, then qmaster), by
-# the pid files they wrote. The cell configuration and queues stay for the next sge-up.sh.
+# Stop the Grid Engine daemons that deploy/dev/sge-up.sh started (execd, then qmaster), by
+# the pid files they wrote; a daemon it found already running (a site's own Grid Engine) is
+# left alone. The cell configuration and queues stay for the next sge-up.sh.
 set -euo pipefail
 
 RUN=/run/gridengine
@@ -29,7 +30,16 @@ stop_pidfile() { # name pidfile
   rm -f "$file"
 }
 
-stop_pidfile sge_execd "$RUN/execd.pid"
-stop_pidfile sge_qmaster /var/spool/gridengine/qmaster/qmaster.pid
+stop_started() { # name marker pidfile
+  if [ ! -f "$2" ]; then
+    say "$1: not started by sge-up.sh; left as it is"
+    return
+  fi
+  stop_pidfile "$1" "$3"
+  rm -f "$2"
+}
+
+stop_started sge_execd "$RUN/execd.started-by-sge-up" "$RUN/execd.pid"
+stop_started sge_qmaster "$RUN/qmaster.started-by-sge-up" /var/spool/gridengine/qmaster/qmaster.pid
 rm -f "$RUN/qmaster.pid"
 say "done"

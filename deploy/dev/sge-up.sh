@@ -70,6 +70,8 @@ if alive "$QM_PID"; then
 else
   say "starting sge_qmaster"
   SGE_MASTER_PIDFILE=$RUN/qmaster.pid /usr/sbin/sge_qmaster
+  # sge-down.sh stops only the daemons this script started.
+  touch "$RUN/qmaster.started-by-sge-up"
 fi
 for i in $(seq 1 60); do
   qconf -sh >/dev/null 2>&1 && break
@@ -126,6 +128,7 @@ if alive "$RUN/execd.pid"; then
 else
   say "starting sge_execd"
   SGE_EXECD_PIDFILE=$RUN/execd.pid /usr/sbin/sge_execd
+  touch "$RUN/execd.started-by-sge-up"
 fi
 
 # --- parallel environment and queues --------------------------------------------------------
