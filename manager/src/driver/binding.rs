@@ -204,7 +204,7 @@ impl Driver {
         let mut bound = Vec::new();
         for (&i, o) in idxs.iter().zip(outs) {
             if o != TransitionOutcome::Applied {
-                tracing::warn!(task = %self.specs[i].name, outcome = ?o, "binding refused by the store");
+                tracing::warn!(task = %self.specs[i].id, name = %self.specs[i].name, outcome = ?o, "binding refused by the store");
                 continue;
             }
             self.tasks[i].attempt += 1;

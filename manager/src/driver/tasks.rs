@@ -145,7 +145,7 @@ impl Driver {
             .with_reason(why)
             .failure();
         if self.store.transition(&self.c, &[t]).await?[0] == TransitionOutcome::Applied {
-            tracing::warn!(task = %self.specs[i].name, "{why}");
+            tracing::warn!(task = %self.specs[i].id, name = %self.specs[i].name, "{why}");
             self.set_state(i, TaskState::Failed);
             self.tasks[i].final_failure = true;
             self.failures
@@ -266,7 +266,7 @@ impl Driver {
                 self.tasks[i].failures += 1;
                 self.set_state(i, state);
                 if self.tasks[i].failures <= self.specs[i].retries {
-                    tracing::info!(task = %self.specs[i].name, attempt, %reason, "task failed; retrying");
+                    tracing::info!(task = %self.specs[i].id, name = %self.specs[i].name, attempt, %reason, "task failed; retrying");
                     let t = Transition::new(task, attempt, TaskState::Ready)
                         .with_reason(format!("retry after: {reason}"));
                     if self.store.transition(&self.c, &[t]).await?[0] == TransitionOutcome::Applied
@@ -276,7 +276,7 @@ impl Driver {
                         self.push_ready(i);
                     }
                 } else {
-                    tracing::warn!(task = %self.specs[i].name, %reason, "task failed for good");
+                    tracing::warn!(task = %self.specs[i].id, name = %self.specs[i].name, %reason, "task failed for good");
                     self.tasks[i].final_failure = true;
                     self.failures.push((self.specs[i].name.clone(), reason));
                     self.cancel_dependents(i).await?;
