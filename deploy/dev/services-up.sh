@@ -51,9 +51,13 @@ if ! port_open 5672; then
 fi
 wait_for rabbitmq 120 port_open 5672
 # Let the broker finish booting before clients declare quorum queues.
-as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1 || true
-# The management API (queue depths and consumers for the bundle service).
-if ! port_open 15672; then
-  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || log "could not enable rabbitmq_management (optional)"
+if ! as_root rabbitmqctl -q await_startup --timeout 120 >/dev/null 2>&1; then
+  log "RabbitMQ listens on 5672 but did not finish booting within 120 s: see /var/log/rabbitmq/ and \`rabbitmqctl status\`"
+  exit 1
 fi
+# The management API (queue depths and consumers for the bundle service; its tests need it).
+if ! port_open 15672; then
+  as_root rabbitmq-plugins -q enable rabbitmq_management >/dev/null 2>&1 || log "could not enable rabbitmq_management"
+fi
+wait_for "RabbitMQ management API" 60 port_open 15672
 log "RabbitMQ amqp://guest:guest@127.0.0.1:5672/%2f and Redis redis://127.0.0.1:6379/ are ready"
