@@ -99,10 +99,9 @@ pub(super) fn read(loc: &Locator, format: Format) -> Result<Read, WorkflowError>
             "stages" => {
                 for (i, entry) in r.list(node, &at).into_iter().enumerate() {
                     let fallback = loc.at(Place::Stage(i), None);
-                    let (stage, refused) = match r.de::<StageDoc>(entry, &fallback) {
-                        Ok(s) => (s, false),
-                        Err(e) => {
-                            r.errors.push(e);
+                    let (stage, refused) = match r.de_entry::<StageDoc>(entry, &fallback) {
+                        Some(s) => (s, false),
+                        None => {
                             let name = entry_name(entry).0.unwrap_or_default();
                             (
                                 StageDoc {
@@ -120,10 +119,9 @@ pub(super) fn read(loc: &Locator, format: Format) -> Result<Read, WorkflowError>
             "tasks" => {
                 for (i, entry) in r.list(node, &at).into_iter().enumerate() {
                     let fallback = loc.at(Place::Task(i), None);
-                    let (task, refused) = match r.de::<TaskDoc>(entry, &fallback) {
-                        Ok(t) => (t, false),
-                        Err(e) => {
-                            r.errors.push(e);
+                    let (task, refused) = match r.de_entry::<TaskDoc>(entry, &fallback) {
+                        Some(t) => (t, false),
+                        None => {
                             let (name, count) = entry_name(entry);
                             let placeholder = TaskDoc {
                                 name: name.unwrap_or_default(),
@@ -202,6 +200,122 @@ impl Reader<'_, '_> {
         };
         T::deserialize(value.into_deserializer())
             .map_err(|e| locate::toml_error(self.loc, e.message(), e.span(), fallback))
+    }
+
+    /// Deserializes one `[[stages]]` or `[[tasks]]` entry and records every problem of it:
+    /// after an error, the field it is about is left out and the rest read again, so that an
+    /// unknown field does not hide a value of the wrong type beside it. `None` when the entry
+    /// had any problem.
+    fn de_entry<T: DeserializeOwned>(&mut self, node: Node, fallback: &str) -> Option<T> {
+        let mut left_out: Vec<String> = Vec::new();
+        loop {
+            let (result, field) = self.de_leaving_out::<T>(node, &left_out, fallback);
+            match result {
+                Ok(v) => return left_out.is_empty().then_some(v),
+                Err(e) => {
+                    self.errors.push(e);
+                    match field {
+                        // A problem of the entry as a whole (a missing field) ends it.
+                        Some(f) if !left_out.contains(&f) => left_out.push(f),
+                        _ => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deserializes `node` without its fields `left_out`; on an error, also the field the
+    /// error is about (`None` for the entry as a whole).
+    fn de_leaving_out<T: DeserializeOwned>(
+        &self,
+        node: Node,
+        left_out: &[String],
+        fallback: &str,
+    ) -> (Result<T, WorkflowError>, Option<String>) {
+        let field_of = |path: &serde_path_to_error::Path| match path.iter().next() {
+            Some(serde_path_to_error::Segment::Map { key }) => Some(key.clone()),
+            _ => None,
+        };
+        if let Node::Json(raw) = node {
+            let base = self.loc.offset_of(raw.get());
+            if left_out.is_empty() {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                return match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                    Ok(v) => (Ok(v), None),
+                    Err(e) => {
+                        let field = field_of(e.path());
+                        (Err(locate::json_error(self.loc, e.inner(), base)), field)
+                    }
+                };
+            }
+            // The members left, as a new object: an error in it is placed at the member's
+            // value in the file.
+            let Ok(members) = serde_json::from_str::<Members>(raw.get()) else {
+                return (self.de(node, fallback), None);
+            };
+            let kept: Vec<&(String, &RawValue)> = members
+                .0
+                .iter()
+                .filter(|(k, _)| !left_out.contains(k))
+                .collect();
+            let text = format!(
+                "{{{}}}",
+                kept.iter()
+                    .map(|(k, v)| format!(
+                        "{}:{}",
+                        serde_json::to_string(k).unwrap_or_default(),
+                        v.get()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let mut de = serde_json::Deserializer::from_str(&text);
+            return match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Ok(v) => (Ok(v), None),
+                Err(e) => {
+                    let field = field_of(e.path());
+                    let inner = e.into_inner();
+                    let full = inner.to_string();
+                    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
+                    let message = full.strip_suffix(&suffix).unwrap_or(&full);
+                    let at = field
+                        .as_ref()
+                        .and_then(|f| kept.iter().find(|(k, _)| k == f))
+                        .map_or_else(
+                            || self.loc.at_offset(base),
+                            |(_, v)| self.loc.at_offset(self.loc.offset_of(v.get())),
+                        );
+                    let error = WorkflowError {
+                        location: at,
+                        message: locate::explain(message, field.as_deref()),
+                    };
+                    (Err(error), field)
+                }
+            };
+        }
+        let value = match node {
+            Node::TomlItem(item) => item.clone().into_value().ok(),
+            Node::TomlTable(t) => Some(Value::InlineTable(t.clone().into_inline_table())),
+            Node::TomlValue(v) => Some(v.clone()),
+            Node::Json(_) => None,
+        };
+        let Some(mut value) = value else {
+            return (self.de(node, fallback), None);
+        };
+        if let Value::InlineTable(t) = &mut value {
+            for f in left_out {
+                t.remove(f);
+            }
+        }
+        match serde_path_to_error::deserialize::<_, T>(value.into_deserializer()) {
+            Ok(v) => (Ok(v), None),
+            Err(e) => {
+                let field = field_of(e.path());
+                let inner = e.into_inner();
+                let error = locate::toml_error(self.loc, inner.message(), inner.span(), fallback);
+                (Err(error), field)
+            }
+        }
     }
 
     /// The entries of an array (`[[tasks]]` or `tasks = [...]`); none, with the error

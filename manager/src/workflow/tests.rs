@@ -284,6 +284,50 @@ fn json_entries_are_read_on_their_own_too() {
     }
 }
 
+/// One entry with three problems: a misspelt field and two values of the wrong type.
+const ONE_ENTRY_THREE_PROBLEMS: &str =
+    "[[tasks]]\nname = \"a\"\ncommand = [\"x\"]\ncorez = 2\ncores = \"x\"\ngpus = \"y\"\n";
+
+#[test]
+fn every_problem_of_one_entry_is_reported_not_only_the_first() {
+    let e = toml_errors(ONE_ENTRY_THREE_PROBLEMS);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(
+        e[0].starts_with("wf.toml:4:1: unknown field `corez`"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("wf.toml:5:9: field `cores`: invalid type"),
+        "{e:#?}"
+    );
+    assert!(
+        e[2].starts_with("wf.toml:6:8: field `gpus`: invalid type"),
+        "{e:#?}"
+    );
+
+    let json = serde_json::to_string_pretty(
+        &toml::from_str::<toml::Value>(ONE_ENTRY_THREE_PROBLEMS).unwrap(),
+    )
+    .unwrap();
+    let e = errors(&json, Format::Json);
+    let messages: Vec<&str> = e.iter().map(|e| e.split_once(": ").unwrap().1).collect();
+    assert_eq!(messages.len(), 3, "{e:#?}");
+    // Each at the line of its own member (JSON members come in another order).
+    for (start, needle) in [
+        ("unknown field `corez`", "\"corez\""),
+        ("field `cores`: invalid type", "\"cores\""),
+        ("field `gpus`: invalid type", "\"gpus\""),
+    ] {
+        let error = e
+            .iter()
+            .find(|e| e.split_once(": ").unwrap().1.starts_with(start))
+            .unwrap_or_else(|| panic!("no `{start}` in {e:#?}"));
+        let line: usize = error.split(':').nth(1).unwrap().parse().unwrap();
+        let text = json.lines().nth(line - 1).unwrap();
+        assert!(text.contains(needle), "{error} points at `{text}`");
+    }
+}
+
 #[test]
 fn a_dependency_on_an_unreadable_entry_is_not_reported_twice() {
     let e = toml_errors("[[tasks]]\nname = \"sim\"\ncount = 3\ncommand = [\"x\"]\ncores = \"two\"\n[[tasks]]\nname = \"one\"\ncommand = 5\n[[tasks]]\nname = \"after\"\ncommand = [\"x\"]\ndepends_on = [\"sim\", \"one\"]\n");
