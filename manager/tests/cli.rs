@@ -59,6 +59,22 @@ fn the_quickstart_runs_embedded_with_every_task_done() {
     assert_eq!(v["counts"]["done"], 42);
     assert_eq!(v["counts"]["failed"], 0);
     assert!(v["throughput_tasks_per_s"].as_f64().unwrap() > 0.0);
+
+    // The per-task report outlives the embedded state store.
+    let campaign = v["campaign"].as_str().unwrap();
+    let path = dir.path().join(campaign).join("report.json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}", path.display());
+        }))
+        .unwrap();
+    assert_eq!(report["campaign"], campaign);
+    assert_eq!(report["state"], "DONE");
+    let tasks = report["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 42);
+    assert!(tasks.iter().all(|t| t["state"] == "DONE"), "{report}");
+    let flaky = tasks.iter().find(|t| t["task"] == "flaky").unwrap();
+    assert_eq!(flaky["attempt"], 2, "the flaky task succeeded on its retry: {flaky}");
 }
 
 /// `emanager` with nothing of EManager in its environment: no URLs, no config, no workdir.

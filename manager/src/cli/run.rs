@@ -547,6 +547,9 @@ async fn drive_and_report(
         .await
         .infra()?;
     print_outcome(&outcome, g.json, g.quiet);
+    if services.urls.is_none() {
+        save_embedded_report(cfg, services, &id, g.quiet).await;
+    }
     Ok(match outcome.ending {
         Ending::Interrupted => {
             if services.urls.is_some() {
@@ -561,6 +564,25 @@ async fn drive_and_report(
         _ if outcome.counts.done == outcome.counts.total => exit::OK,
         _ => exit::TASKS_FAILED,
     })
+}
+
+/// An embedded campaign's state ends with its process: its per-task report (the JSON of
+/// `emanager report --json`) is kept in `<workdir>/<campaign>/report.json`.
+async fn save_embedded_report(cfg: &Config, services: &Services, id: &CampaignId, quiet: bool) {
+    let path = cfg.workdir.join(id.to_string()).join("report.json");
+    let saved = async {
+        let report = super::report_json(services.store.as_ref(), id).await?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        anyhow::Ok(())
+    };
+    match saved.await {
+        Ok(()) if !quiet => eprintln!("per-task report: {}", path.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("emanager: cannot save the report {}: {e:#}", path.display()),
+    }
 }
 
 pub async fn submit(g: &GlobalArgs, a: SubmitArgs) -> CliResult {
