@@ -270,6 +270,18 @@ async fn losing_a_site_moves_its_remaining_work_to_the_others() {
     let per = done_per_site(dir.path(), &c);
     assert!(per.get("site-a").copied().unwrap_or(0) > 0, "{per:?}");
     assert!(per.get("site-c").copied().unwrap_or(0) > 0, "{per:?}");
+    // The tasks that were running on site b when it was lost ran again elsewhere.
+    let report = emanager_json(dir.path(), &["report", &c]);
+    let rebound: Vec<&serde_json::Value> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["attempt"].as_u64().unwrap_or(0) >= 2)
+        .collect();
+    assert!(
+        !rebound.is_empty(),
+        "the work site b was running moved to the other sites: {report}"
+    );
     each_task_done_once(&c, 30).await;
 }
 

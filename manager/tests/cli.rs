@@ -74,7 +74,10 @@ fn the_quickstart_runs_embedded_with_every_task_done() {
     assert_eq!(tasks.len(), 42);
     assert!(tasks.iter().all(|t| t["state"] == "DONE"), "{report}");
     let flaky = tasks.iter().find(|t| t["task"] == "flaky").unwrap();
-    assert_eq!(flaky["attempt"], 2, "the flaky task succeeded on its retry: {flaky}");
+    assert_eq!(
+        flaky["attempt"], 2,
+        "the flaky task succeeded on its retry: {flaky}"
+    );
 }
 
 /// `emanager` with nothing of EManager in its environment: no URLs, no config, no workdir.
