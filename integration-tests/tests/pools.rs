@@ -168,10 +168,33 @@ async fn done_events(store: &dyn StateStore, c: &CampaignId) -> HashMap<TaskId, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_campaigns_sharing_a_pool_get_cores_in_proportion_to_their_weights() {
+    shared_by_weight(&[3]).await;
+}
+
+/// Each agent of a pool shares its own cores by the weights, so the whole pool does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_two_agents_shares_its_cores_by_weight_as_one() {
+    shared_by_weight(&[2, 1]).await;
+}
+
+/// Two campaigns of weights 2 and 1 over a pool of agents with these cores get busy
+/// core-seconds 2:1 while both have backlog.
+async fn shared_by_weight(agent_cores: &[u32]) {
     let _one = SERIAL.lock().await;
     let pool = fresh_pool();
     let dir = tempfile::tempdir().unwrap();
-    let mut agent = PoolAgent::start(&pool, 3, dir.path(), &dir.path().join("agent.log"));
+    let mut agents: Vec<PoolAgent> = agent_cores
+        .iter()
+        .enumerate()
+        .map(|(i, &cores)| {
+            PoolAgent::start(
+                &pool,
+                cores,
+                dir.path(),
+                &dir.path().join(format!("agent-{i}.log")),
+            )
+        })
+        .collect();
 
     // Both have a backlog of identical tasks: 2 x 0.5 s a second for the heavy one, 1 for
     // the light one, so the light one still has work when the heavy one runs out.
@@ -184,7 +207,9 @@ async fn two_campaigns_sharing_a_pool_get_cores_in_proportion_to_their_weights()
     );
     assert_eq!(h.counts.done, 40, "{:?}", h.counts);
     assert_eq!(l.counts.done, 30, "{:?}", l.counts);
-    assert!(agent.is_running(), "the pool agent outlives both campaigns");
+    for agent in &mut agents {
+        assert!(agent.is_running(), "the pool agents outlive both campaigns");
+    }
 
     // The window where both had work waiting: from when both had started to when the
     // first of them started its last task.
@@ -198,25 +223,42 @@ async fn two_campaigns_sharing_a_pool_get_cores_in_proportion_to_their_weights()
     let ((ch, sh), (cl, sl)) = (busy_in(&rh, from, to), busy_in(&rl, from, to));
     let ratio = ch / cl;
     eprintln!(
-        "weights 2:1 over {:.1} s of shared backlog: {ch:.1} vs {cl:.1} busy core-seconds (ratio {ratio:.2}), {sh} vs {sl} starts; whole run {:.1} s",
+        "agents {agent_cores:?}, weights 2:1 over {:.1} s of shared backlog: {ch:.1} vs {cl:.1} busy core-seconds (ratio {ratio:.2}), {sh} vs {sl} starts; whole run {:.1} s",
         (to - from) as f64 / 1000.0,
         started.elapsed().as_secs_f64()
     );
+    for (name, recs) in [("heavy", &rh), ("light", &rl)] {
+        let mut per: std::collections::BTreeMap<String, f64> = Default::default();
+        for (_, r) in recs.iter().filter(|(_, r)| r.t0 > 0) {
+            let end = if r.t1 > 0 { r.t1 } else { to };
+            *per.entry(r.pilot().map(|p| p.short()).unwrap_or_default())
+                .or_default() += end.min(to).saturating_sub(r.t0.max(from)) as f64 / 1000.0;
+        }
+        eprintln!("{name}: busy core-seconds per pilot {per:?}");
+    }
     assert!(
         (ratio - 2.0).abs() <= 0.35,
         "busy core-seconds {ch:.1}:{cl:.1} = {ratio:.2}, want 2 +- 0.35"
     );
-    // The pool agent registered as a pilot of each campaign, naming its pool.
+    // Each pool agent registered as a pilot of each campaign, naming its pool.
+    let mut pids: Vec<u32> = agents.iter().map(PoolAgent::pid).collect();
+    pids.sort();
     for c in [&heavy, &light] {
         let pilots = c.store.pilots(&c.id).await.unwrap();
-        assert_eq!(pilots.len(), 1, "{pilots:?}");
-        let rec = &pilots[0].record;
-        assert_eq!(
-            (rec.pool.as_str(), rec.agent_pid, rec.state),
-            (pool.as_str(), agent.pid(), PilotState::Done)
-        );
+        assert_eq!(pilots.len(), agents.len(), "{pilots:?}");
+        let mut seen: Vec<u32> = pilots.iter().map(|v| v.record.agent_pid).collect();
+        seen.sort();
+        assert_eq!(seen, pids);
+        for v in &pilots {
+            assert_eq!(
+                (v.record.pool.as_str(), v.record.state),
+                (pool.as_str(), PilotState::Done)
+            );
+        }
     }
-    assert!(agent.terminate(Duration::from_secs(10)).await.success());
+    for agent in &mut agents {
+        assert!(agent.terminate(Duration::from_secs(10)).await.success());
+    }
     heavy.cleanup().await;
     light.cleanup().await;
     forget_pool(&pool).await;

@@ -1,9 +1,9 @@
 //! Weighted fair sharing of an agent's cores between the campaigns of a pool. Pure: no I/O
 //! and no clock (the caller passes the time, in seconds from any fixed origin).
 //!
-//! A campaign's *usage* is its recent average core usage (the core-seconds its tasks used,
-//! decayed exponentially with time constant `window_s`, divided by `window_s`) plus a tenth
-//! of the cores its tasks hold right now. When cores free up and several campaigns have
+//! A campaign's *usage* is its recent core-seconds (the core-seconds its tasks used, decayed
+//! exponentially with time constant `window_s`) plus `IN_USE_S` core-seconds for each core
+//! its tasks hold right now, over `window_s` (so: a recent average in cores). When cores free up and several campaigns have
 //! tasks waiting, the next task comes from the campaign with the lowest `usage / weight`.
 //!
 //! - The history term is an integrator: a campaign below its share has the lowest
@@ -11,9 +11,10 @@
 //!   follow the weights whatever the task lengths and however few the cores (a 1-core
 //!   agent alternates 2:1).
 //! - The in-use term decides between campaigns whose histories are alike (a fresh start,
-//!   several cores freeing at once, one campaign's long tasks still running). It is kept
-//!   small because a full core would bias the shares: a campaign entitled to 1.3 cores
-//!   would look "over" as soon as it held one.
+//!   several cores freeing at once). It is worth one second of a core, a fixed amount of
+//!   history rather than a fraction of the window: as a fraction of a 60 s window (it was
+//!   6 s), a 2-core agent kept two campaigns of weights 2:1 at one core each for the first
+//!   minute, since the history of a few seconds could not outweigh it.
 //! - A campaign alone gets every core: a weight orders starts, it never caps a campaign
 //!   (work-conserving).
 //! - A campaign that joins starts level with the least-used campaign already there, so it
@@ -26,8 +27,8 @@
 /// Core-seconds charged per core at each start (on top of the time the task really runs).
 pub const START_CHARGE_S: f64 = 0.01;
 
-/// How much one core held right now counts, against the recent average in cores.
-pub const IN_USE_WEIGHT: f64 = 0.1;
+/// How much one core held right now counts, in core-seconds of history.
+pub const IN_USE_S: f64 = 1.0;
 
 /// The default decay time constant of the usage history, in seconds.
 pub const DEFAULT_WINDOW_S: f64 = 60.0;
@@ -66,8 +67,7 @@ impl<K> Entry<K> {
     }
 
     fn usage(&self, now: f64, window_s: f64) -> f64 {
-        (IN_USE_WEIGHT * self.in_use as f64 + self.history_at(now, window_s) / window_s)
-            / self.weight
+        (IN_USE_S * self.in_use as f64 + self.history_at(now, window_s)) / window_s / self.weight
     }
 }
 
@@ -241,6 +241,19 @@ mod tests {
     }
 
     #[test]
+    fn two_to_one_weights_hold_on_two_cores_and_on_one_from_the_first_seconds() {
+        // Two cores: a start-up tie (one core each) must not stick for the first minute.
+        for (cores, horizon) in [(2, 10.0), (1, 10.0), (2, 300.0)] {
+            let got = simulate(&[2.0, 1.0], &[0.5, 0.5], cores, horizon);
+            let s = shares(&got);
+            assert!(
+                (s[0] - 2.0 / 3.0).abs() < 0.04,
+                "{cores} core(s) over {horizon} s: {s:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_campaign_alone_gets_everything() {
         let mut fs = FairShare::new(DEFAULT_WINDOW_S);
         fs.join("a", 1.0, 0.0);
@@ -261,7 +274,10 @@ mod tests {
         fs.join("b", 2.0, 120.0);
         let (a, b) = (fs.usage("a", 120.0), fs.usage("b", 120.0));
         // b has the same history per weight as a, and holds no core.
-        assert!((a - b - IN_USE_WEIGHT * 4.0).abs() < 1e-9, "{a} {b}");
+        assert!(
+            (a - b - IN_USE_S * 4.0 / DEFAULT_WINDOW_S).abs() < 1e-9,
+            "{a} {b}"
+        );
         assert_eq!(fs.pick(["a", "b"], 120.0), Some("b"));
     }
 
@@ -299,9 +315,10 @@ mod tests {
         let mut fs = FairShare::new(DEFAULT_WINDOW_S);
         fs.join("a", 2.0, 0.0);
         fs.started("a", 3, 0.0);
-        // Three cores held for a whole window: ~0.63 of them in the history, 0.3 in use.
+        // Three cores held for a whole window: ~0.63 of them in the history, and a second of
+        // each held core.
         let u = fs.usage("a", 60.0);
-        let want = (0.3 + 3.0 * (1.0 - (-1.0f64).exp())) / 2.0;
+        let want = (3.0 * IN_USE_S / 60.0 + 3.0 * (1.0 - (-1.0f64).exp())) / 2.0;
         assert!((u - want).abs() < 0.01, "{u} vs {want}");
         assert_eq!(fs.in_use("a"), 3);
         fs.remove("a");
