@@ -583,6 +583,16 @@ async fn finishes_on_the_submitted_agent(
     let pilots = c.store.pilots(&c.id).await.unwrap();
     assert_eq!(pilots.len(), 1, "{pilots:?}");
     assert_eq!(pilots[0].record.job_id, job, "the agent knows its job");
+    // ... and when its allocation ends (the jobs ask for 5 minutes), to drain before it.
+    let left_ms = pilots[0]
+        .record
+        .walltime_end_ms
+        .saturating_sub(pilots[0].record.registered_ms);
+    assert!(
+        (200_000..=360_000).contains(&left_ms),
+        "the agent knows its allocation's end: {:?}",
+        pilots[0].record
+    );
     c.cleanup().await;
 }
 
