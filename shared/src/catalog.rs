@@ -313,6 +313,15 @@ impl ResourceEntry {
                     format!("queue `{}`: must be at least 1", q.name),
                 );
             }
+            if q.max_nodes > self.nodes {
+                return bad(
+                    &field("max_nodes"),
+                    format!(
+                        "queue `{}` allows {} nodes but the resource has {} (`nodes`); lower `max_nodes` to at most {} or raise `nodes`",
+                        q.name, q.max_nodes, self.nodes, self.nodes
+                    ),
+                );
+            }
             if q.min_nodes == 0 || q.min_nodes > q.max_nodes {
                 return bad(
                     &field("min_nodes"),

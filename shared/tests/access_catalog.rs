@@ -191,6 +191,18 @@ max_nodes = 2
     }
 
     #[test]
+    fn a_queue_larger_than_its_resource_is_an_error_naming_both_numbers_and_the_fix() {
+        let err = error_of(&MINIMAL.replace("max_nodes = 2", "max_nodes = 5"));
+        assert_eq!(
+            err,
+            "resource `m`: field `queues[0].max_nodes`: queue `debug` allows 5 nodes but the \
+             resource has 4 (`nodes`); lower `max_nodes` to at most 4 or raise `nodes`"
+        );
+        // As large as the resource is fine.
+        Catalog::parse(&MINIMAL.replace("max_nodes = 2", "max_nodes = 4")).unwrap();
+    }
+
+    #[test]
     fn bad_walltime_and_access_values_are_explained() {
         let err = error_of(&MINIMAL.replace("\"01:00:00\"", "\"one hour\""));
         assert!(err.contains("is not a duration"), "{err}");
