@@ -337,6 +337,42 @@ async fn a_pilot_refused_by_slurm_fails_with_its_message_and_the_work_runs_elsew
 }
 
 #[tokio::test]
+async fn a_pilot_in_a_reservation_slurm_does_not_know_fails_with_sbatchs_message() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    catalog(dir.path(), "");
+    let wf = write_workflow(dir.path(), ECHO_JOB);
+    // `--reservation` goes on the batch pilot only; the local one runs the work.
+    let out = emanager(dir.path())
+        .args(["run", "--json"])
+        .arg(&wf)
+        .args(["--pilot", "slurm:1:00:10:00", "--pilot", "here:1:00:10:00"])
+        .args(["--reservation", "emanager-no-such-resv"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let out = json(&out.stdout);
+    let c = out["campaign"].as_str().unwrap().to_string();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["done"], 8, "{out}");
+    let st = status(dir.path(), &c);
+    let refused = st["pilots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["resource"] == "slurm")
+        .expect("the slurm pilot")
+        .clone();
+    assert_eq!(refused["state"], "FAILED", "{st}");
+    let why = refused["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pilot job refused") && why.contains("Requested reservation is invalid"),
+        "sbatch got the reservation and said so: {why}"
+    );
+    cleanup(&c).await;
+}
+
+#[tokio::test]
 async fn a_slurm_pilot_at_its_walltime_drains_and_its_remaining_tasks_run_elsewhere() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
