@@ -291,6 +291,10 @@ pub(crate) async fn register(
     rec.gpus = cfg.nodes.iter().map(|n| n.gpus).sum();
     rec.mem_mb = cfg.nodes.iter().map(|n| n.mem_mb).sum();
     rec.walltime_end_ms = cfg.walltime_end_ms.unwrap_or(0);
+    rec.drain_margin_ms = match cfg.walltime_end_ms {
+        Some(_) => cfg.drain_margin.as_millis() as u64,
+        None => 0,
+    };
     rec.agent_pid = std::process::id();
     rec.log_path = cfg.log_path.clone();
     rec.version = env!("CARGO_PKG_VERSION").to_string();
