@@ -337,12 +337,49 @@ async fn a_pilot_refused_by_slurm_fails_with_its_message_and_the_work_runs_elsew
 }
 
 #[tokio::test]
+async fn a_pilot_in_a_reservation_slurm_does_not_know_fails_with_sbatchs_message() {
+    require_slurm();
+    let dir = tempfile::tempdir().unwrap();
+    catalog(dir.path(), "");
+    let wf = write_workflow(dir.path(), ECHO_JOB);
+    // `--reservation` goes on the batch pilot only; the local one runs the work.
+    let out = emanager(dir.path())
+        .args(["run", "--json"])
+        .arg(&wf)
+        .args(["--pilot", "slurm:1:00:10:00", "--pilot", "here:1:00:10:00"])
+        .args(["--reservation", "emanager-no-such-resv"])
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let out = json(&out.stdout);
+    let c = out["campaign"].as_str().unwrap().to_string();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["counts"]["done"], 8, "{out}");
+    let st = status(dir.path(), &c);
+    let refused = st["pilots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["resource"] == "slurm")
+        .expect("the slurm pilot")
+        .clone();
+    assert_eq!(refused["state"], "FAILED", "{st}");
+    let why = refused["reason"].as_str().unwrap();
+    assert!(
+        why.contains("pilot job refused") && why.contains("Requested reservation is invalid"),
+        "sbatch got the reservation and said so: {why}"
+    );
+    cleanup(&c).await;
+}
+
+#[tokio::test]
 async fn a_slurm_pilot_at_its_walltime_drains_and_its_remaining_tasks_run_elsewhere() {
     require_slurm();
     let dir = tempfile::tempdir().unwrap();
     catalog(dir.path(), "");
     // 36 x 3 s over two 1-core pilots: ~54 s of work; the 1-minute SLURM pilot drains 15 s
-    // before its end, returns what it holds, and the local pilot finishes the rest.
+    // before its end, starts no task it cannot finish by then, hands back what it holds,
+    // and the local pilot finishes the rest.
     let wf = write_workflow(
         dir.path(),
         r#"
@@ -395,16 +432,41 @@ est_duration_s = 3
         {
             match state {
                 emanager_shared::TaskState::Done => *done.entry(task.to_string()).or_default() += 1,
-                emanager_shared::TaskState::Ready if reason.contains("pilot stopping") => {
+                emanager_shared::TaskState::Ready
+                    if reason.contains("pilot stopping") || reason.contains("pilot drains in") =>
+                {
                     returned += 1
                 }
+                emanager_shared::TaskState::Failed => panic!("a task failed: {e:?}"),
                 _ => {}
             }
         }
     }
     assert_eq!(done.len(), 36);
     assert!(done.values().all(|n| *n == 1), "{done:?}");
-    assert!(returned >= 1, "the draining pilot returned what it held");
+    eprintln!("{returned} task(s) handed back by the SLURM pilot");
+    // No task was still running on the SLURM pilot when it drained: it starts only what
+    // its estimate says ends by then (1 s for the reporter's batching).
+    let record = store
+        .pilots(&campaign)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.record.resource == "slurm")
+        .expect("the slurm pilot's record")
+        .record;
+    let drain_at = record.drain_at_ms().expect("a batch pilot drains");
+    assert_eq!(record.drain_margin_ms, 15_000, "{record:?}");
+    let pilot = record.id.to_string();
+    for (id, r) in store.task_records(&campaign).await.unwrap() {
+        if r.p == pilot {
+            assert!(
+                r.t1 <= drain_at + 1_000,
+                "task {id} ended {} ms after the drain",
+                r.t1 - drain_at
+            );
+        }
+    }
     let report = json(
         &emanager(dir.path())
             .args(["report", "--json", &c])

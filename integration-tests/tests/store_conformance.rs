@@ -192,6 +192,8 @@ async fn pilots_follow_their_state_machine_and_heartbeats_expire() {
         let mut rec = PilotRecord::new(p, "local");
         rec.state = PilotState::Active;
         rec.cores = 4;
+        rec.walltime_end_ms = 1_000_000;
+        rec.drain_margin_ms = 30_000;
         s.put_pilot(&c, &rec).await.unwrap();
         s.heartbeat(
             &c,
@@ -211,6 +213,11 @@ async fn pilots_follow_their_state_machine_and_heartbeats_expire() {
             (v.record.cores, v.load.busy_cores, v.load.queued),
             (4, 2, 1),
             "{name}"
+        );
+        assert_eq!(
+            v.record.drain_at_ms(),
+            Some(970_000),
+            "{name}: when it drains"
         );
         tokio::time::sleep(std::time::Duration::from_millis(450)).await;
         assert!(

@@ -30,6 +30,10 @@ pub struct PilotRequest {
     /// Allocation length; `None` for local pilots without a limit.
     #[serde(default)]
     pub walltime_s: Option<u64>,
+    /// Advance reservation of a batch pilot (`--reservation`); `None`: the catalog's (its
+    /// queue's, else its resource's), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<String>,
 }
 
 fn one() -> u32 {
@@ -52,6 +56,7 @@ impl PilotRequest {
             gpus: 0,
             mem_mb: 0,
             walltime_s: None,
+            reservation: None,
         }
     }
 
@@ -82,6 +87,41 @@ impl PilotRequest {
             None => (res.to_string(), None),
         };
         Ok((resource, queue, nodes, secs))
+    }
+
+    /// A pilot on this host (a `local` resource), which no batch reservation applies to.
+    pub fn is_local(&self) -> bool {
+        self.resource == "local" || self.walltime_s.is_none()
+    }
+
+    /// Puts the batch pilots of `pilots` (the `--pilot` placements) in the advance
+    /// reservation `name` (`--reservation`); pilots on this host stay as they are. A
+    /// reservation belongs to one machine, so the batch pilots must all be on one resource;
+    /// `Err` says what to do instead.
+    pub fn reserve_all(pilots: &mut [PilotRequest], name: &str) -> Result<(), String> {
+        emanager_shared::catalog::check_reservation_name(name)
+            .map_err(|e| format!("--reservation {e}"))?;
+        let mut batch = pilots.iter().filter(|p| !p.is_local());
+        let Some(first) = batch.next() else {
+            return Err(format!(
+                "--reservation {name} puts the batch pilots of --pilot in a reservation: give \
+                 --pilot RESOURCE[@QUEUE]:NODES:WALLTIME on a batch resource, or put \
+                 `reservation = \"{name}\"` on the resource (or queue) in the catalog for \
+                 planned pilots"
+            ));
+        };
+        if let Some(other) = batch.find(|p| p.resource != first.resource) {
+            return Err(format!(
+                "--reservation {name}: the pilots are on `{}` and `{}`, and a reservation \
+                 belongs to one machine; put each one's in the catalog (`reservation = \
+                 \"...\"` on the resource or queue) instead",
+                first.resource, other.resource
+            ));
+        }
+        for p in pilots.iter_mut().filter(|p| !p.is_local()) {
+            p.reservation = Some(name.to_string());
+        }
+        Ok(())
     }
 }
 
@@ -295,5 +335,62 @@ mod tests {
             let e = PilotRequest::parse_spec(bad).unwrap_err();
             assert!(e.contains("RESOURCE[@QUEUE]:NODES:WALLTIME"), "{bad}: {e}");
         }
+    }
+
+    fn batch(resource: &str) -> PilotRequest {
+        PilotRequest {
+            resource: resource.into(),
+            walltime_s: Some(600),
+            ..PilotRequest::local(2)
+        }
+    }
+
+    #[test]
+    fn a_reservation_goes_on_every_batch_pilot_of_one_resource_and_not_on_local_ones() {
+        let mut pilots = vec![batch("frontier"), PilotRequest::local(2), batch("frontier")];
+        PilotRequest::reserve_all(&mut pilots, "hackathon").unwrap();
+        let got: Vec<Option<&str>> = pilots.iter().map(|p| p.reservation.as_deref()).collect();
+        assert_eq!(got, [Some("hackathon"), None, Some("hackathon")]);
+    }
+
+    #[test]
+    fn a_reservation_is_refused_without_batch_pilots_on_several_machines_and_for_bad_names() {
+        for (mut pilots, name, want) in [
+            (vec![], "r", "give --pilot RESOURCE[@QUEUE]:NODES:WALLTIME"),
+            (
+                vec![PilotRequest::local(2)],
+                "r",
+                "on a batch resource, or put `reservation = \"r\"` on the resource",
+            ),
+            (
+                vec![batch("frontier"), batch("polaris")],
+                "r",
+                "the pilots are on `frontier` and `polaris`",
+            ),
+            (
+                vec![batch("frontier")],
+                "two words",
+                "is not a reservation name",
+            ),
+        ] {
+            let e = PilotRequest::reserve_all(&mut pilots, name).unwrap_err();
+            assert!(e.contains(want), "{e} lacks {want}");
+            assert!(pilots.iter().all(|p| p.reservation.is_none()));
+        }
+    }
+
+    #[test]
+    fn options_without_a_reservation_read_and_write_as_before() {
+        let json = r#"{"resource":"frontier","cores":56,"nodes":1,"queue":null,"gpus":0,"mem_mb":0,"walltime_s":600}"#;
+        let p: PilotRequest = serde_json::from_str(json).unwrap();
+        assert_eq!(p.reservation, None);
+        assert_eq!(serde_json::to_string(&p).unwrap(), json);
+        let with = PilotRequest {
+            reservation: Some("r".into()),
+            ..p
+        };
+        let back: PilotRequest =
+            serde_json::from_str(&serde_json::to_string(&with).unwrap()).unwrap();
+        assert_eq!(back, with);
     }
 }

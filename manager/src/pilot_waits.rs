@@ -126,6 +126,7 @@ max_nodes = 1
             gpus: 0,
             mem_mb: 0,
             walltime_s: Some(600),
+            reservation: None,
         }
     }
 

@@ -487,6 +487,34 @@ fn submit_refuses_embedded_mode_with_the_fix() {
 }
 
 #[test]
+fn a_reservation_needs_pilots_on_one_batch_resource_and_nothing_runs_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = repo().join("examples/quickstart.toml");
+    emanager(dir.path())
+        .arg("run")
+        .arg(&wf)
+        .args(["--reservation", "hackathon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--reservation hackathon puts the batch pilots of --pilot in a reservation: give --pilot",
+        ));
+    emanager(dir.path())
+        .arg("run")
+        .arg(&wf)
+        .arg("--resources")
+        .arg(repo().join("examples/resources.toml"))
+        .args(["--pilot", "localhost-slurm:1:00:10:00"])
+        .args(["--pilot", "localhost-sge:1:00:10:00"])
+        .args(["--reservation", "hackathon"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the pilots are on `localhost-slurm` and `localhost-sge`, and a reservation belongs to one machine",
+        ));
+}
+
+#[test]
 fn the_aimes_skeleton_of_2048_tasks_runs_embedded_with_the_synthetic_program() {
     let dir = tempfile::tempdir().unwrap();
     let out = emanager(dir.path())

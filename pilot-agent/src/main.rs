@@ -61,7 +61,8 @@ struct Args {
     /// The allocation ends this many seconds from now (default: from the batch system, else never).
     #[arg(long)]
     walltime_s: Option<u64>,
-    /// Drain this many seconds before the allocation ends.
+    /// Drain this many seconds before the allocation ends; no task starts whose estimate
+    /// runs past then (it goes back to the manager).
     #[arg(long, default_value_t = 30)]
     drain_margin_s: u64,
     /// Stop after this many seconds without work.

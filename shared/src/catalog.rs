@@ -102,6 +102,11 @@ pub struct QueueSpec {
     /// passes none (Perlmutter selects by QOS and constraint, not partition).
     #[serde(default)]
     pub partition: Option<String>,
+    /// Advance reservation jobs of this queue run in (overrides the resource's
+    /// `reservation`): SLURM `--reservation`, PBS `-q` (the reservation's queue), LSF `-U`,
+    /// SGE `-ar`.
+    #[serde(default)]
+    pub reservation: Option<String>,
 }
 
 impl QueueSpec {
@@ -184,6 +189,10 @@ pub struct ResourceEntry {
     pub default_queue: Option<String>,
     #[serde(default)]
     pub account: Option<String>,
+    /// Advance reservation every pilot job of the resource runs in, unless its queue names
+    /// one (see [`QueueSpec::reservation`]).
+    #[serde(default)]
+    pub reservation: Option<String>,
     #[serde(default = "default_launch")]
     pub launch_methods: Vec<LaunchMethod>,
     #[serde(default)]
@@ -212,6 +221,13 @@ impl ResourceEntry {
     pub fn queue(&self, name: Option<&str>) -> Option<&QueueSpec> {
         let name = name.or(self.default_queue.as_deref())?;
         self.queues.iter().find(|q| q.name == name)
+    }
+
+    /// The reservation of a pilot job in `queue` (the queue's own, else the resource's).
+    pub fn reservation_for<'a>(&'a self, queue: Option<&'a QueueSpec>) -> Option<&'a str> {
+        queue
+            .and_then(|q| q.reservation.as_deref())
+            .or(self.reservation.as_deref())
     }
 
     /// The agent's pre-commands with module loads first, as a job script runs them.
@@ -277,6 +293,17 @@ impl ResourceEntry {
                 );
             }
         }
+        if let Some(r) = &self.reservation {
+            if self.access == AccessKind::Local {
+                return bad(
+                    "reservation",
+                    "`access = \"local\"` runs pilots on this host, outside any batch reservation; remove `reservation`".into(),
+                );
+            }
+            if let Err(why) = check_reservation_name(r) {
+                return bad("reservation", why);
+            }
+        }
         if self.launch_methods.is_empty() {
             return bad(
                 "launch_methods",
@@ -313,6 +340,26 @@ impl ResourceEntry {
                     format!("queue `{}`: must be at least 1", q.name),
                 );
             }
+            if q.max_nodes > self.nodes {
+                return bad(
+                    &field("max_nodes"),
+                    format!(
+                        "queue `{}` allows {} nodes but the resource has {} (`nodes`); lower `max_nodes` to at most {} or raise `nodes`",
+                        q.name, q.max_nodes, self.nodes, self.nodes
+                    ),
+                );
+            }
+            if let Some(r) = &q.reservation {
+                if self.access == AccessKind::Local {
+                    return bad(
+                        &field("reservation"),
+                        format!("queue `{}`: `access = \"local\"` runs pilots on this host, outside any batch reservation; remove `reservation`", q.name),
+                    );
+                }
+                if let Err(why) = check_reservation_name(r) {
+                    return bad(&field("reservation"), format!("queue `{}`: {why}", q.name));
+                }
+            }
             if q.min_nodes == 0 || q.min_nodes > q.max_nodes {
                 return bad(
                     &field("min_nodes"),
@@ -334,6 +381,26 @@ impl ResourceEntry {
         }
         Ok(())
     }
+}
+
+/// Whether `name` can be passed as a reservation (`--reservation=NAME`, `-q NAME`, `-U NAME`,
+/// `-ar NAME`): one word that is not an option. `Err` says what is wrong with it.
+pub fn check_reservation_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the reservation name is empty".into());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{}` is not a reservation name (one word, no spaces or line breaks)",
+            name.escape_debug()
+        ));
+    }
+    if name.starts_with('-') {
+        return Err(format!(
+            "`{name}` is not a reservation name (it would be read as an option)"
+        ));
+    }
+    Ok(())
 }
 
 /// A portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`. Anything else could be

@@ -311,6 +311,10 @@ pub struct PilotRecord {
     pub mem_mb: u64,
     /// When the allocation ends (ms), 0 when unbounded.
     pub walltime_end_ms: u64,
+    /// How long before `walltime_end_ms` the agent drains (ms): no task starts that would
+    /// still run then. 0 from agents that do not say.
+    #[serde(default)]
+    pub drain_margin_ms: u64,
     pub agent_pid: u32,
     pub log_path: String,
     pub version: String,
@@ -327,6 +331,13 @@ pub struct PilotRecord {
 }
 
 impl PilotRecord {
+    /// When the agent drains before its allocation ends (ms since the epoch): the last
+    /// moment a task may still be running on it. `None` for an unbounded pilot.
+    pub fn drain_at_ms(&self) -> Option<u64> {
+        (self.walltime_end_ms > 0)
+            .then(|| self.walltime_end_ms.saturating_sub(self.drain_margin_ms))
+    }
+
     pub fn new(id: PilotId, resource: impl Into<String>) -> Self {
         PilotRecord {
             id,
@@ -339,6 +350,7 @@ impl PilotRecord {
             gpus: 0,
             mem_mb: 0,
             walltime_end_ms: 0,
+            drain_margin_ms: 0,
             agent_pid: 0,
             log_path: String::new(),
             version: String::new(),
@@ -468,5 +480,21 @@ mod tests {
             (r.f, r.x, r.t1, r.r.len()),
             (1, Some(3), 9, MAX_REASON_BYTES)
         );
+    }
+
+    #[test]
+    fn a_pilot_drains_its_margin_before_its_walltime_ends_and_an_unbounded_one_never() {
+        let mut p = PilotRecord::new(crate::PilotId::random(), "r");
+        assert_eq!(p.drain_at_ms(), None);
+        p.walltime_end_ms = 100_000;
+        assert_eq!(
+            p.drain_at_ms(),
+            Some(100_000),
+            "an agent that says no margin"
+        );
+        p.drain_margin_ms = 30_000;
+        assert_eq!(p.drain_at_ms(), Some(70_000));
+        p.drain_margin_ms = 200_000;
+        assert_eq!(p.drain_at_ms(), Some(0));
     }
 }

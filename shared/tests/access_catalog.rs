@@ -191,6 +191,68 @@ max_nodes = 2
     }
 
     #[test]
+    fn a_queue_larger_than_its_resource_is_an_error_naming_both_numbers_and_the_fix() {
+        let err = error_of(&MINIMAL.replace("max_nodes = 2", "max_nodes = 5"));
+        assert_eq!(
+            err,
+            "resource `m`: field `queues[0].max_nodes`: queue `debug` allows 5 nodes but the \
+             resource has 4 (`nodes`); lower `max_nodes` to at most 4 or raise `nodes`"
+        );
+        // As large as the resource is fine.
+        Catalog::parse(&MINIMAL.replace("max_nodes = 2", "max_nodes = 4")).unwrap();
+    }
+
+    #[test]
+    fn a_pilot_job_runs_in_its_queues_reservation_else_in_its_resources() {
+        let text = MINIMAL
+            .replace("nodes = 4", "nodes = 4\nreservation = \"project-resv\"")
+            .replace(
+                "max_nodes = 2",
+                "max_nodes = 2\n\n[[resources.m.queues]]\nname = \"hack\"\npartition = \"debug\"\n\
+                 max_walltime = \"01:00:00\"\nmax_nodes = 2\nreservation = \"hackathon\"",
+            );
+        let c = Catalog::parse(&text).unwrap();
+        let m = c.get("m").unwrap();
+        let job = |q| JobDescription::for_pilot(m, q, 1, 60, &[]).unwrap();
+        assert_eq!(job(None).reservation.as_deref(), Some("project-resv"));
+        assert_eq!(job(Some("hack")).reservation.as_deref(), Some("hackathon"));
+        assert_eq!(job(Some("hack")).queue.as_deref(), Some("debug"));
+        let plain = Catalog::parse(MINIMAL).unwrap();
+        let job = JobDescription::for_pilot(plain.get("m").unwrap(), None, 1, 60, &[]).unwrap();
+        assert_eq!(job.reservation, None);
+    }
+
+    #[test]
+    fn reservations_must_be_one_word_and_not_on_local_resources() {
+        for (from, to, want) in [
+            (
+                "nodes = 4",
+                "nodes = 4\nreservation = \"my resv\"",
+                "resource `m`: field `reservation`: `my resv` is not a reservation name",
+            ),
+            (
+                "nodes = 4",
+                "nodes = 4\nreservation = \"--uid=0\"",
+                "read as an option",
+            ),
+            (
+                "max_nodes = 2",
+                "max_nodes = 2\nreservation = \"\"",
+                "field `queues[0].reservation`: queue `debug`: the reservation name is empty",
+            ),
+        ] {
+            let err = error_of(&MINIMAL.replace(from, to));
+            assert!(err.contains(want), "{err} lacks {want}");
+        }
+        let local = "[resources.here]\naccess = \"local\"\nnodes = 1\ncores_per_node = 2\nreservation = \"r\"\n";
+        let err = error_of(local);
+        assert!(
+            err.contains("resource `here`: field `reservation`: `access = \"local\"` runs pilots on this host"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn bad_walltime_and_access_values_are_explained() {
         let err = error_of(&MINIMAL.replace("\"01:00:00\"", "\"one hour\""));
         assert!(err.contains("is not a duration"), "{err}");

@@ -122,4 +122,18 @@ mod access {
         let svc = LocalJobService::new();
         assert!(svc.state(&JobId("local-1".into())).await.is_err());
     }
+
+    #[tokio::test]
+    async fn a_local_job_in_a_reservation_is_refused_and_nothing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = LocalJobService::new();
+        let mut j = job(dir.path(), &["touch", "ran"], 60);
+        j.reservation = Some("hackathon".into());
+        let err = svc.submit(&j).await.unwrap_err();
+        assert!(
+            matches!(&err, emanager_shared::access::AccessError::InvalidJob(m) if m.contains("reservation `hackathon`")),
+            "{err}"
+        );
+        assert!(!dir.path().join("ran").exists());
+    }
 }

@@ -63,6 +63,11 @@ pub struct PlacementArgs {
     /// Needs --resources. Replaces --pilots/--cores-per-pilot.
     #[arg(long = "pilot", value_name = "SPEC")]
     pub pilot_specs: Vec<String>,
+    /// Advance reservation the batch --pilot jobs run in, in place of the catalog's (SLURM
+    /// --reservation, PBS reservation queue, LSF -U, SGE -ar). They must all be on one batch
+    /// resource; planned pilots take theirs from the catalog (`reservation`).
+    #[arg(long, value_name = "NAME")]
+    pub reservation: Option<String>,
 }
 
 /// Prometheus exporter of the manager.
@@ -189,6 +194,11 @@ async fn options(
     json: bool,
 ) -> Result<CampaignOptions, CliError> {
     let catalog = cfg.catalog().input()?;
+    if let (Some(name), true) = (&placement.reservation, placement.pilot_specs.is_empty()) {
+        PilotRequest::reserve_all(&mut [], name)
+            .map_err(|e| anyhow::anyhow!(e))
+            .input()?;
+    }
     let mut opts = CampaignOptions {
         pilots: (0..cfg.pilots)
             .map(|_| PilotRequest::local(cfg.cores_per_pilot))
@@ -230,6 +240,11 @@ async fn options(
             let (req, shape) = pilot_request(catalog, spec).input()?;
             opts.pilots.push(req);
             shapes.push(shape);
+        }
+        if let Some(name) = &placement.reservation {
+            PilotRequest::reserve_all(&mut opts.pilots, name)
+                .map_err(|e| anyhow::anyhow!(e))
+                .input()?;
         }
         if opts.pilots.iter().any(|p| p.resource != "local") && !cfg.distributed() {
             return Err(CliError {
@@ -381,6 +396,7 @@ fn pilot_request(
         gpus: nodes * r.gpus_per_node,
         mem_mb: 0,
         walltime_s: Some(walltime_s),
+        reservation: None,
     };
     Ok((req, shape))
 }
@@ -406,8 +422,13 @@ fn pilots_line(pilots: &[PilotRequest]) -> String {
                 .walltime_s
                 .map(|w| format!(" {}", emanager_shared::access::timefmt::format_hms(w)))
                 .unwrap_or_default();
+            let r = p
+                .reservation
+                .as_deref()
+                .map(|r| format!(" in reservation {r}"))
+                .unwrap_or_default();
             format!(
-                "{}{q} {} node(s) x {} cores{w}",
+                "{}{q} {} node(s) x {} cores{w}{r}",
                 p.resource,
                 p.nodes,
                 p.node_cores()

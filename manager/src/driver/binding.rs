@@ -135,8 +135,10 @@ impl Driver {
             }
             let spec = &self.specs[i];
             let cs = queued_cost(spec);
-            // Of the pilots that can take it, the least loaded (tasks bound and running per
-            // core), so a pilot that just started or gave work back is fed first.
+            // Of the pilots that can take it (its node shape, room in the look-ahead, and time
+            // to run it after what is queued there before the pilot drains), the least loaded
+            // (tasks bound and running per core), so a pilot that just started or gave work
+            // back is fed first.
             let chosen = candidates
                 .iter()
                 .copied()
@@ -148,8 +150,8 @@ impl Driver {
                     } else {
                         spec.cores <= p.node_cores
                     } && spec.gpus <= p.gpus;
-                    let time_ok = p.walltime_end_ms == 0
-                        || now + (spec.est_duration_s * 1000.0) as u64 <= p.walltime_end_ms;
+                    let time_ok =
+                        ends_before_drain(now, qcs, p.cores, spec.est_duration_s, p.drain_at_ms);
                     let room = q == 0 || qcs + cs <= p.cores as f64 * lookahead;
                     shape_ok && time_ok && room
                 })
@@ -255,5 +257,56 @@ impl Driver {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether a task of `est_s` seconds bound at `now_ms` to a pilot can end before the pilot
+/// drains (`drain_at_ms`; `None`: never): it starts once the work queued there ahead of it
+/// (`queued_cs` core-seconds, spread over the pilot's `cores`) is done. An agent refuses to
+/// start a task that would still run at its drain and hands it back, so binding one that
+/// cannot make it only moves it back and forth. The running tasks' remaining time is not
+/// known here, so this is a lower bound of the start; the agent's check at the start covers
+/// the rest.
+fn ends_before_drain(
+    now_ms: u64,
+    queued_cs: f64,
+    cores: u32,
+    est_s: f64,
+    drain_at_ms: Option<u64>,
+) -> bool {
+    let Some(drain_at) = drain_at_ms else {
+        return true;
+    };
+    let start_ms = now_ms as f64 + queued_cs / cores.max(1) as f64 * 1000.0;
+    start_ms + est_s * 1000.0 <= drain_at as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_before_drain;
+
+    #[test]
+    fn a_pilot_that_never_drains_takes_any_task() {
+        assert!(ends_before_drain(0, 1e12, 1, 1e9, None));
+    }
+
+    #[test]
+    fn an_idle_pilot_takes_a_task_that_ends_by_its_drain_and_no_longer() {
+        assert!(ends_before_drain(1_000, 0.0, 4, 9.0, Some(10_000)));
+        assert!(!ends_before_drain(1_000, 0.0, 4, 9.5, Some(10_000)));
+    }
+
+    #[test]
+    fn work_queued_on_the_pilot_delays_the_start_by_its_core_seconds_per_core() {
+        // 40 core-seconds queued on 4 cores: the task starts ~10 s from now.
+        assert!(ends_before_drain(0, 40.0, 4, 20.0, Some(30_000)));
+        assert!(!ends_before_drain(0, 40.0, 4, 20.5, Some(30_000)));
+        // The same work on one core: 40 s before it starts.
+        assert!(!ends_before_drain(0, 40.0, 1, 1.0, Some(30_000)));
+    }
+
+    #[test]
+    fn a_pilot_past_its_drain_takes_nothing_that_needs_time() {
+        assert!(!ends_before_drain(20_000, 0.0, 4, 0.001, Some(10_000)));
     }
 }

@@ -127,7 +127,8 @@ struct PilotSlot {
     cores: u32,
     node_cores: u32,
     gpus: u32,
-    walltime_end_ms: u64,
+    /// When its agent drains before its allocation ends (ms since the epoch); `None`: never.
+    drain_at_ms: Option<u64>,
     launched_at: Instant,
     launch: Option<LaunchedPilot>,
     log: String,
@@ -529,7 +530,7 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         cores: 0,
         node_cores: 0,
         gpus: 0,
-        walltime_end_ms: 0,
+        drain_at_ms: None,
         launched_at: Instant::now(),
         launch: None,
         log: String::new(),

@@ -21,7 +21,7 @@ impl Driver {
             slot.cores = v.record.cores;
             slot.node_cores = v.record.cores / v.record.nodes.max(1);
             slot.gpus = v.record.gpus;
-            slot.walltime_end_ms = v.record.walltime_end_ms;
+            slot.drain_at_ms = v.record.drain_at_ms();
             slot.log = v.record.log_path.clone();
             self.pilots.insert(v.record.id, slot);
         }
@@ -201,7 +201,7 @@ impl Driver {
                 slot.cores = v.record.cores;
                 slot.node_cores = v.record.cores / v.record.nodes.max(1);
                 slot.gpus = v.record.gpus;
-                slot.walltime_end_ms = v.record.walltime_end_ms;
+                slot.drain_at_ms = v.record.drain_at_ms();
                 if !v.record.log_path.is_empty() {
                     slot.log = v.record.log_path.clone();
                 }

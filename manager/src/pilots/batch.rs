@@ -184,6 +184,9 @@ pub fn pilot_job(
     r.agent.workdir = Some(workdir.clone());
     let mut job =
         JobDescription::for_pilot(&r, req.queue.as_deref(), req.nodes.max(1), walltime, &args)?;
+    if let Some(resv) = &req.reservation {
+        job.reservation = Some(resv.clone());
+    }
     job.name = format!("em-{}", pilot.short());
     let log = Path::new(&workdir).join(&rel_log).display().to_string();
     let log = match &r.ssh {

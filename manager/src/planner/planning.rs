@@ -225,6 +225,7 @@ pub fn pilot_request(
         gpus: pilot.nodes * entry.gpus_per_node,
         mem_mb: 0,
         walltime_s: batch.then(|| pilot.walltime_s.ceil() as u64),
+        reservation: None,
     })
 }
 
@@ -345,6 +346,7 @@ est_duration_s = 600
                 gpus: 6,
                 mem_mb: 0,
                 walltime_s: Some(3600),
+                reservation: None,
             }
         );
     }

@@ -6,6 +6,7 @@
 //! loses lanes as campaigns attach to and leave its pool, and starts the next task from the
 //! waiting lane with the lowest fair-share usage per weight (`crate::fairshare`).
 
+use super::deadline::too_late_to_start;
 use super::lane::{Lane, LaneEnded};
 use super::AgentSummary;
 use crate::executor::{self, RunOutcome};
@@ -48,7 +49,9 @@ pub(crate) enum CoreMsg {
 /// How the core runs.
 pub(crate) struct CoreSettings {
     pub nodes: Vec<NodeSpec>,
-    pub walltime_end_ms: Option<u64>,
+    /// When the agent drains before its allocation ends (ms since the epoch): no task starts
+    /// that would still run then. `None`: the allocation does not end.
+    pub drain_at_ms: Option<u64>,
     pub idle_timeout: Option<Duration>,
     pub launch_methods: Vec<LaunchMethod>,
     /// `Some(window)` for a pool agent: it shares its cores between lanes by weight (usage
@@ -186,7 +189,7 @@ impl Core {
             CoreMsg::Attach(lane) => self.attach(lane),
             CoreMsg::Tasks(c, tasks) => {
                 self.last_activity = tokio::time::Instant::now();
-                let walltime_end_ms = self.settings.walltime_end_ms;
+                let (now, drain_at) = (now_ms(), self.settings.drain_at_ms);
                 let Some(i) = self.lanes.iter().position(|l| l.campaign == c) else {
                     // The lane ended meanwhile: its pilot is DONE and the manager rebinds them.
                     tracing::debug!(campaign = %c, count = tasks.len(), "tasks for a campaign no longer served");
@@ -202,16 +205,9 @@ impl Core {
                         lane.fail_task(&t, format!("can never fit this pilot: {reason}"));
                         continue;
                     }
-                    if let Some(end) = walltime_end_ms {
-                        let left_s = end.saturating_sub(now_ms()) as f64 / 1000.0;
-                        if t.spec.est_duration_s > left_s {
-                            let why = format!(
-                                "pilot ends in {left_s:.0} s; task needs ~{:.0} s",
-                                t.spec.est_duration_s
-                            );
-                            lane.return_task(&t, &why);
-                            continue;
-                        }
+                    if let Some(why) = too_late_to_start(t.spec.est_duration_s, now, drain_at) {
+                        lane.return_task(&t, &why);
+                        continue;
                     }
                     lane.pending.push_back(t);
                 }
@@ -275,6 +271,7 @@ impl Core {
             }
             CoreMsg::Drain(why) => self.drain(why),
             CoreMsg::Tick => {
+                self.return_late_tasks();
                 if let Some(idle) = self.settings.idle_timeout {
                     if self.running.is_empty()
                         && self.lanes.iter().all(|l| l.pending.is_empty())
@@ -417,14 +414,43 @@ impl Core {
         self.end_lanes();
     }
 
+    /// Hands back the waiting tasks that can no longer end before the drain (they would
+    /// be returned when cores free up anyway; now another pilot can take them sooner).
+    fn return_late_tasks(&mut self) {
+        let (now, drain_at) = (now_ms(), self.settings.drain_at_ms);
+        if drain_at.is_none() {
+            return;
+        }
+        for lane in &mut self.lanes {
+            let mut i = 0;
+            while i < lane.pending.len() {
+                match too_late_to_start(lane.pending[i].spec.est_duration_s, now, drain_at) {
+                    Some(why) => {
+                        let t = lane.pending.remove(i).expect("index is valid");
+                        lane.return_task(&t, &why);
+                    }
+                    None => i += 1,
+                }
+            }
+        }
+    }
+
     /// The agent of one campaign (one lane, no share to keep): place what fits in arrival
-    /// order, letting smaller tasks pass a blocked big one.
+    /// order, letting smaller tasks pass a blocked big one. A task that would still run at
+    /// the drain goes back to the manager instead of starting.
     fn place_one_lane(&mut self) {
+        let (now, drain_at) = (now_ms(), self.settings.drain_at_ms);
         let lane = &mut self.lanes[0];
         let mut i = 0;
         while i < lane.pending.len() {
             if self.sched.free_cores() == 0 {
                 break;
+            }
+            if let Some(why) = too_late_to_start(lane.pending[i].spec.est_duration_s, now, drain_at)
+            {
+                let t = lane.pending.remove(i).expect("index is valid");
+                lane.return_task(&t, &why);
+                continue;
             }
             match self.sched.place(&request_of(&lane.pending[i])) {
                 Some(slots) => {
@@ -438,11 +464,12 @@ impl Core {
 
     /// A pool agent: each start goes to the waiting lane with the lowest usage per weight
     /// that has a task that fits now; within a lane, arrival order, smaller tasks passing
-    /// blocked big ones.
+    /// blocked big ones. A task that would still run at the drain goes back to its manager.
     fn place_by_share(&mut self) {
         self.scan.clear();
         self.scan.resize(self.lanes.len(), 0);
         let now = self.now_s();
+        let (wall_now, drain_at) = (now_ms(), self.settings.drain_at_ms);
         loop {
             if self.sched.free_cores() == 0 {
                 break;
@@ -464,6 +491,12 @@ impl Core {
             let mut placed = false;
             while self.scan[li] < lane.pending.len() {
                 let i = self.scan[li];
+                let est_s = lane.pending[i].spec.est_duration_s;
+                if let Some(why) = too_late_to_start(est_s, wall_now, drain_at) {
+                    let t = lane.pending.remove(i).expect("index is valid");
+                    lane.return_task(&t, &why);
+                    continue;
+                }
                 match self.sched.place(&request_of(&lane.pending[i])) {
                     Some(slots) => {
                         let t = lane.pending.remove(i).expect("index is valid");

@@ -7,6 +7,7 @@
 //! `crate::pool` runs a pool agent over the same pieces.
 
 pub(crate) mod core_loop;
+mod deadline;
 mod io;
 pub(crate) mod lane;
 
@@ -37,7 +38,7 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// When the allocation ends (ms since the epoch).
     pub walltime_end_ms: Option<u64>,
-    /// Drain this long before the allocation ends.
+    /// Drain this long before the allocation ends; no task starts that would still run then.
     pub drain_margin: Duration,
     pub resource: String,
     pub job_id: String,
@@ -76,6 +77,12 @@ impl AgentConfig {
 
     pub fn total_cores(&self) -> u32 {
         self.nodes.iter().map(|n| n.cores).sum()
+    }
+
+    /// When the agent drains (ms since the epoch), `None` when the allocation does not end.
+    pub fn drain_at_ms(&self) -> Option<u64> {
+        let margin = self.drain_margin.as_millis() as u64;
+        self.walltime_end_ms.map(|end| end.saturating_sub(margin))
     }
 }
 
@@ -140,7 +147,7 @@ pub async fn run(
 pub(crate) fn core_settings(cfg: &AgentConfig, pool_share_window_s: Option<f64>) -> CoreSettings {
     CoreSettings {
         nodes: cfg.nodes.clone(),
-        walltime_end_ms: cfg.walltime_end_ms,
+        drain_at_ms: cfg.drain_at_ms(),
         idle_timeout: cfg.idle_timeout,
         launch_methods: cfg.launch_methods.clone(),
         pool_share_window_s,
@@ -161,10 +168,8 @@ pub(crate) fn drain_triggers(
             let _ = tx.send(CoreMsg::Drain("agent asked to stop (signal)".into()));
         }));
     }
-    if let Some(end) = cfg.walltime_end_ms {
-        let margin = cfg.drain_margin.as_millis() as u64;
+    if let Some(at) = cfg.drain_at_ms() {
         out.push(tokio::spawn(async move {
-            let at = end.saturating_sub(margin);
             let wait = at.saturating_sub(now_ms());
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let _ = core.send(CoreMsg::Drain("allocation walltime is ending".into()));
@@ -291,6 +296,10 @@ pub(crate) async fn register(
     rec.gpus = cfg.nodes.iter().map(|n| n.gpus).sum();
     rec.mem_mb = cfg.nodes.iter().map(|n| n.mem_mb).sum();
     rec.walltime_end_ms = cfg.walltime_end_ms.unwrap_or(0);
+    rec.drain_margin_ms = match cfg.walltime_end_ms {
+        Some(_) => cfg.drain_margin.as_millis() as u64,
+        None => 0,
+    };
     rec.agent_pid = std::process::id();
     rec.log_path = cfg.log_path.clone();
     rec.version = env!("CARGO_PKG_VERSION").to_string();

@@ -94,6 +94,11 @@ fn finished(job: &LocalJob, code: Option<i32>) -> JobStatus {
 #[async_trait]
 impl JobService for LocalJobService {
     async fn submit(&self, job: &JobDescription) -> Result<JobId, AccessError> {
+        if let Some(r) = &job.reservation {
+            return Err(AccessError::InvalidJob(format!(
+                "reservation `{r}`: a local job runs on this host, outside any batch reservation"
+            )));
+        }
         let (program, args) = job
             .command
             .split_first()

@@ -273,6 +273,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rendered_script_runs_the_job_in_its_advance_reservation() {
+        let job = JobDescription {
+            name: "p".into(),
+            nodes: 1,
+            walltime_s: 60,
+            queue: Some("batch".into()),
+            reservation: Some("user1#0".into()),
+            command: vec!["pilot-agent".into()],
+            ..Default::default()
+        };
+        let script =
+            batch::render_script(&job, &directives(&job).unwrap(), template::LSF_DEFAULT, "t")
+                .unwrap();
+        assert!(script.contains("\n#BSUB -U user1#0\n"), "{script}");
+        assert!(script.contains("\n#BSUB -q batch\n"), "{script}");
+        let none = JobDescription {
+            reservation: None,
+            ..job
+        };
+        assert!(!directives(&none).unwrap().join("\n").contains("-U"));
+    }
+
+    #[test]
     fn directives_round_walltime_up_to_minutes() {
         let job = JobDescription {
             name: "p".into(),

@@ -69,6 +69,8 @@ pub struct JobDescription {
     pub queue: Option<String>,
     pub account: Option<String>,
     pub qos: Option<String>,
+    /// Advance reservation the job runs in (SLURM `--reservation`, PBS `-q` in place of the
+    /// queue, LSF `-U`, SGE `-ar`); the local adapter has none.
     pub reservation: Option<String>,
     /// Site directives added verbatim after the generated ones, without the prefix
     /// (`"--constraint=gpu"` for SLURM, `"-l filesystems=grand:home"` for PBS).
@@ -85,8 +87,9 @@ pub struct JobDescription {
 
 impl JobDescription {
     /// The pilot job for `resource`: its queue (or the default one), `nodes` whole nodes
-    /// for `walltime_s`, running the resource's agent with `agent_args`. Checks the queue's
-    /// limits first so an impossible request fails here, naming the limit.
+    /// for `walltime_s`, running the resource's agent with `agent_args`, in the queue's or
+    /// else the resource's reservation. Checks the queue's limits first so an impossible
+    /// request fails here, naming the limit.
     pub fn for_pilot(
         resource: &ResourceEntry,
         queue: Option<&str>,
@@ -137,7 +140,7 @@ impl JobDescription {
             queue: spec.and_then(|q| q.submit_queue()),
             account: resource.account.clone(),
             qos: spec.and_then(|q| q.qos.clone()),
-            reservation: None,
+            reservation: resource.reservation_for(spec).map(str::to_string),
             extra_directives: resource.extra_directives.clone(),
             environment: resource.agent.environment.clone(),
             pre_commands: resource.agent_pre_commands(),

@@ -313,6 +313,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rendered_script_submits_to_the_reservation_queue_in_place_of_the_queue() {
+        let job = JobDescription {
+            name: "p".into(),
+            nodes: 1,
+            walltime_s: 60,
+            queue: Some("debug".into()),
+            reservation: Some("R1234".into()),
+            command: vec!["pilot-agent".into()],
+            ..Default::default()
+        };
+        let script =
+            batch::render_script(&job, &directives(&job).unwrap(), template::PBS_DEFAULT, "t")
+                .unwrap();
+        assert!(script.contains("\n#PBS -q R1234\n"), "{script}");
+        assert!(!script.contains("-q debug"), "{script}");
+        let none = JobDescription {
+            reservation: None,
+            ..job
+        };
+        assert!(directives(&none)
+            .unwrap()
+            .contains(&"#PBS -q debug".to_string()));
+    }
+
+    #[test]
     fn directives_use_select_and_walltime() {
         let job = JobDescription {
             name: "p".into(),

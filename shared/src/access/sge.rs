@@ -404,6 +404,29 @@ mod tests {
     }
 
     #[test]
+    fn the_rendered_script_runs_the_job_in_its_advance_reservation() {
+        let job = JobDescription {
+            name: "p".into(),
+            nodes: 1,
+            walltime_s: 60,
+            queue: Some("all.q".into()),
+            reservation: Some("42".into()),
+            command: vec!["pilot-agent".into()],
+            ..Default::default()
+        };
+        let script =
+            batch::render_script(&job, &directives(&job).unwrap(), template::SGE_DEFAULT, "t")
+                .unwrap();
+        assert!(script.contains("\n#$ -ar 42\n"), "{script}");
+        assert!(script.contains("\n#$ -q all.q\n"), "{script}");
+        let none = JobDescription {
+            reservation: None,
+            ..job
+        };
+        assert!(!directives(&none).unwrap().join("\n").contains("-ar"));
+    }
+
+    #[test]
     fn state_codes_map_to_job_states() {
         assert_eq!(map_state("qw"), JobState::Queued);
         assert_eq!(map_state("hqw"), JobState::Queued);

@@ -401,6 +401,31 @@ mod tests {
     }
 
     #[test]
+    fn the_rendered_script_runs_the_job_in_its_reservation() {
+        let job = JobDescription {
+            name: "p".into(),
+            nodes: 1,
+            walltime_s: 60,
+            queue: Some("debug".into()),
+            reservation: Some("hackathon".into()),
+            command: vec!["pilot-agent".into()],
+            ..Default::default()
+        };
+        let script =
+            batch::render_script(&job, &directives(&job), template::SLURM_DEFAULT, "t").unwrap();
+        assert!(
+            script.contains("\n#SBATCH --reservation=hackathon\n"),
+            "{script}"
+        );
+        assert!(script.contains("\n#SBATCH --partition=debug\n"), "{script}");
+        let none = JobDescription {
+            reservation: None,
+            ..job
+        };
+        assert!(!directives(&none).join("\n").contains("--reservation"));
+    }
+
+    #[test]
     fn states_map_to_job_states() {
         assert_eq!(map_state("PENDING"), JobState::Queued);
         assert_eq!(map_state("COMPLETING"), JobState::Running);
