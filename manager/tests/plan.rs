@@ -205,6 +205,7 @@ fn plan_json_has_stable_field_names() {
         keys(&offers[0]),
         [
             "free_nodes",
+            "queues",
             "resource",
             "source",
             "total_nodes",
@@ -213,6 +214,19 @@ fn plan_json_has_stable_field_names() {
             "wait_p90_s"
         ]
     );
+    let wide = offers.iter().find(|o| o["resource"] == "wide").unwrap();
+    let queues = wide["queues"].as_array().unwrap();
+    assert_eq!(
+        keys(&queues[1]),
+        [
+            "free_nodes",
+            "queue",
+            "wait_p10_s",
+            "wait_p50_s",
+            "wait_p90_s"
+        ]
+    );
+    assert_eq!(queues[1]["queue"], "debug");
     let here = offers.iter().find(|o| o["resource"] == "here").unwrap();
     assert_eq!(
         (here["source"].as_str(), here["wait_p50_s"].as_f64()),

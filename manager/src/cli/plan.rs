@@ -6,8 +6,10 @@ use super::output::table;
 use super::run::{load_workflow, SkeletonRunArgs};
 use super::{exit, CliError, CliResult, Tag};
 use crate::config::{Config, GlobalArgs};
+use crate::planner::offers::queue_summary;
 use crate::planner::{
-    simulate_runs, Budget, Distribution, Plan, Planning, Runs, StrategyName, WorkflowSummary,
+    simulate_runs, Budget, Distribution, Observations, Plan, Planning, Runs, StrategyName,
+    WorkflowSummary,
 };
 use crate::progress::format_duration;
 use anyhow::Context;
@@ -23,8 +25,8 @@ use std::time::Duration;
 /// pilot the resource, queue, nodes, walltime, predicted queue wait and why it is there;
 /// then the predicted time to completion (TTC), core-hours requested and idle core-hours
 /// expected. Submits nothing. With a Redis URL the bundle services' snapshots give idle
-/// nodes and queue waits; without one, or for a resource they do not cover, the catalog
-/// alone with a default wait (the output says so).
+/// nodes and queue waits (per queue, pilot size and walltime); without one, or for a
+/// resource they do not cover, the catalog alone with a default wait (the output says so).
 ///
 /// Examples:
 ///   emanager plan examples/workflows/dag.toml --resources examples/resources.toml --only frontier,perlmutter-cpu
@@ -104,6 +106,13 @@ pub(crate) struct Sources {
     pub no_snapshot: Option<String>,
 }
 
+impl Sources {
+    /// What the planner is told about the resources.
+    pub fn observations(&self) -> Observations<'_> {
+        Observations::of_snapshot(self.snapshot.as_ref())
+    }
+}
+
 pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     let cfg = Config::resolve(g, None, None).input()?;
     if g.print_config {
@@ -126,8 +135,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     };
     let (wf, _, _) = load_workflow(&a.workflow, g.json, &skeleton)?;
     let sources = read_snapshot(&cfg, catalog_path).await?;
-    let planning =
-        Planning::new(&wf, &catalog, &a.planner.only, sources.snapshot.as_ref()).input()?;
+    let planning = Planning::new(&wf, &catalog, &a.planner.only, sources.observations()).input()?;
     let plan = planning.plan(strategy).input()?;
     let simulated = a.simulate.map(|runs| {
         let mut names = vec![StrategyName::Aimes, StrategyName::Ttc];
@@ -288,6 +296,20 @@ impl Report<'_> {
             .iter()
             .zip(&self.planning.offers.sources)
             .map(|(o, src)| {
+                let queues: Vec<Value> = o
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let w = queue_summary(o, q);
+                        json!({
+                            "queue": q.name,
+                            "free_nodes": o.idle_nodes(q),
+                            "wait_p10_s": w.p10_s,
+                            "wait_p50_s": w.p50_s,
+                            "wait_p90_s": w.p90_s,
+                        })
+                    })
+                    .collect();
                 json!({
                     "resource": o.name,
                     "source": src.as_str(),
@@ -296,6 +318,7 @@ impl Report<'_> {
                     "wait_p10_s": o.queue_wait.p10_s,
                     "wait_p50_s": o.queue_wait.p50_s,
                     "wait_p90_s": o.queue_wait.p90_s,
+                    "queues": queues,
                 })
             })
             .collect();

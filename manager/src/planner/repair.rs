@@ -137,7 +137,7 @@ fn fit_nodes(offer: &ResourceOffer, q: &super::QueueOffer, nodes: u32) -> Option
 }
 
 fn pilot(offer: &ResourceOffer, q: &super::QueueOffer, nodes: u32, change: String) -> PlannedPilot {
-    let wait = offer.predicted_wait_s(nodes);
+    let wait = offer.predicted_wait_s(q, nodes, q.max_walltime_s);
     PlannedPilot {
         resource: offer.name.clone(),
         queue: q.name.clone(),
