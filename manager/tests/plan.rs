@@ -745,3 +745,49 @@ est_duration_s = 3600
         "{notes:?}"
     );
 }
+
+/// The WHY column says when the plan is predicted to finish: the TTC printed below it (on
+/// this workflow the search's own estimate said 2,508 s and the plan 3,600 s).
+#[test]
+fn the_why_column_and_the_predicted_ttc_agree() {
+    let f = Fixture::with(
+        CATALOG,
+        r#"
+name = "hundred"
+[[tasks]]
+name = "t-{index}"
+count = 100
+command = ["true"]
+cores = 1
+est_duration_s = 1800
+"#,
+    );
+    let out = f
+        .plan(&["--quiet"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let number_after = |text: &str, marker: &str| -> Vec<String> {
+        text.match_indices(marker)
+            .map(|(i, _)| {
+                text[i + marker.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
+            .collect()
+    };
+    let ttc_line = out
+        .lines()
+        .find(|l| l.starts_with("predicted TTC "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let ttc_s = &number_after(ttc_line, "(")[0];
+    let whys = number_after(&out, "plan predicted to finish at ");
+    assert!(!whys.is_empty(), "{out}");
+    for why in whys {
+        assert_eq!(&why, ttc_s, "{out}");
+    }
+}

@@ -347,6 +347,7 @@ enum Sizing {
 /// walltime, and the plan simulated again when one changed (see [`with_final_waits`]).
 ///
 /// When that run leaves tasks unfinished, a searched plan is repaired first (`repair.rs`).
+/// The `why` of a searched plan's pilots states the final wait and predicted TTC.
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
@@ -387,7 +388,11 @@ fn finish(
     }
     let finals = |pilots: Vec<PlannedPilot>, result: &SimResult| {
         let (pilots, result) = with_final_waits(strategy, pilots, result, summary, prep, offers);
-        complete(strategy, pilots, &result, offers)
+        let mut plan = complete(strategy, pilots, &result, offers);
+        if resize {
+            explain(&mut plan);
+        }
+        plan
     };
     if !resize || result.unfinished_tasks > 0 {
         return vec![finals(draft.pilots, &result)];
@@ -445,6 +450,22 @@ fn with_final_waits(
         return (pilots, result.clone());
     }
     (pilots, again)
+}
+
+/// Puts the plan's final numbers into each pilot's `why`: its predicted start, and the
+/// predicted TTC the plan prints (both from the final simulation).
+fn explain(plan: &mut Plan) {
+    let end = if plan.predicted_ttc_s.is_finite() {
+        format!("plan predicted to finish at {:.0} s", plan.predicted_ttc_s)
+    } else {
+        "the plan leaves tasks unfinished".to_string()
+    };
+    for p in &mut plan.pilots {
+        p.why = format!(
+            "predicted start after {:.0} s; {}; {end}",
+            p.predicted_wait_s, p.why
+        );
+    }
 }
 
 /// Walltimes cut to the simulated need (see [`finish`]); pilots that ran nothing dropped.

@@ -270,6 +270,8 @@ fn uncovered_error(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) 
     }
 }
 
+/// The chosen pilots; `why` says why this size (the plan's final wait and TTC are added
+/// when it is completed).
 fn planned(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) -> Vec<PlannedPilot> {
     ev.choices
         .iter()
@@ -277,17 +279,15 @@ fn planned(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) -> Vec<P
         .map(|(c, &walltime_s)| {
             let offer = &offers[c.offer];
             let queue = &offer.queues[c.queue];
-            let wait = offer.predicted_wait_s(queue, c.nodes, walltime_s);
             PlannedPilot {
                 resource: offer.name.clone(),
                 queue: queue.name.clone(),
                 nodes: c.nodes,
                 walltime_s,
-                predicted_wait_s: wait,
+                predicted_wait_s: offer.predicted_wait_s(queue, c.nodes, walltime_s),
                 why: format!(
-                    "predicted start after {wait:.0} s; {} nodes ({} run the widest level in one wave); \
-                     plan predicted to finish at {:.0} s",
-                    c.nodes, profile.wave_nodes[c.offer], ev.ttc_s
+                    "{} nodes ({} run the widest level in one wave)",
+                    c.nodes, profile.wave_nodes[c.offer]
                 ),
             }
         })

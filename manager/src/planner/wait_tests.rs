@@ -1,11 +1,13 @@
 //! Specifications of how the planner uses queue waits: each pilot's own queue, size and
-//! walltime.
+//! walltime, and the plan's explanation agreeing with its predictions.
 
+use super::offers::{offers_from, Observations};
 use super::queue_waits::QueueWaitModel;
 use super::tests::offer;
 use super::*;
 use emanager_bundles::estimator::{QueueBacklog, WaitHistory};
 use emanager_bundles::model::{JobSize, QueueSnapshot};
+use emanager_shared::catalog::Catalog;
 
 fn job(nodes: u32, walltime_s: u64, elapsed_s: u64) -> JobSize {
     JobSize {
@@ -102,6 +104,74 @@ fn each_pilot_waits_in_its_own_queue() {
         "{p:?}"
     );
     assert!(offers[0].predicted_wait_s(&offers[0].queues[0], 8, 3600.0) > 86_400.0);
+}
+
+/// The two resources of `emanager plan`'s tests and a local host; 100 one-core tasks of
+/// 30 min. The search's fluid model predicted 2,508 s here and the `why` said so, while the
+/// plan's simulated TTC (the one printed) is 3,600 s.
+#[test]
+fn why_states_the_final_wait_and_the_predicted_ttc() {
+    let catalog = Catalog::parse(
+        r#"
+[resources.wide]
+access = "slurm"
+nodes = 50
+cores_per_node = 32
+default_queue = "batch"
+[[resources.wide.queues]]
+name = "batch"
+max_walltime = "12:00:00"
+max_nodes = 50
+[[resources.wide.queues]]
+name = "debug"
+max_walltime = "00:30:00"
+max_nodes = 2
+
+[resources.gpu]
+access = "pbs"
+nodes = 10
+cores_per_node = 16
+gpus_per_node = 4
+default_queue = "workq"
+[[resources.gpu.queues]]
+name = "workq"
+max_walltime = "06:00:00"
+max_nodes = 10
+
+[resources.here]
+access = "local"
+nodes = 1
+cores_per_node = 4
+"#,
+    )
+    .unwrap();
+    let offers = offers_from(&catalog, &[], Observations::default())
+        .unwrap()
+        .offers;
+    for (tasks, est_s) in [(100, 1800.0), (100, 3000.0), (100, 600.0), (500, 900.0)] {
+        let summary = bag(tasks, 1, est_s);
+        for strategy in [
+            Strategy::Ttc,
+            Strategy::Budget {
+                max_core_hours: Some(1000.0),
+                max_cost: None,
+            },
+        ] {
+            let p = plan(strategy, &summary, &offers).unwrap();
+            for pilot in &p.pilots {
+                let start = format!("predicted start after {:.0} s; ", pilot.predicted_wait_s);
+                let end = format!("; plan predicted to finish at {:.0} s", p.predicted_ttc_s);
+                assert!(
+                    pilot.why.starts_with(&start) && pilot.why.ends_with(&end),
+                    "{tasks} x {est_s} s, {}: `{}` vs TTC {} and wait {}",
+                    strategy.name(),
+                    pilot.why,
+                    p.predicted_ttc_s,
+                    pilot.predicted_wait_s
+                );
+            }
+        }
+    }
 }
 
 /// Whatever the queues' waits, a pilot's predicted wait is its queue's estimate for its
