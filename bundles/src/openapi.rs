@@ -108,8 +108,8 @@ pub fn openapi() -> serde_json::Value {
             "Evidence": { "type": "object", "required": ["kind"],
                 "description": "What the estimate used; more fields per kind.",
                 "properties": { "kind": { "type": "string", "enum": [
-                    "observed", "backlog", "fits_free_nodes", "prior", "stale_probe",
-                    "queue_not_probed", "no_data"] } } },
+                    "observed", "backlog", "backfill", "fits_free_nodes", "prior",
+                    "stale_probe", "queue_not_probed", "no_data"] } } },
             "QueueWaitEstimate": { "type": "object", "properties": {
                 "p10_s": int(), "p50_s": int(), "p90_s": int(),
                 "evidence": { "type": "array", "items": schema_ref("Evidence") } } },

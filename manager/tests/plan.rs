@@ -75,9 +75,13 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(CATALOG, WORKFLOW)
+    }
+
+    fn with(catalog: &str, workflow: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("resources.toml"), CATALOG).unwrap();
-        std::fs::write(dir.path().join("wf.toml"), WORKFLOW).unwrap();
+        std::fs::write(dir.path().join("resources.toml"), catalog).unwrap();
+        std::fs::write(dir.path().join("wf.toml"), workflow).unwrap();
         Fixture { dir }
     }
 
@@ -205,6 +209,7 @@ fn plan_json_has_stable_field_names() {
         keys(&offers[0]),
         [
             "free_nodes",
+            "queues",
             "resource",
             "source",
             "total_nodes",
@@ -213,6 +218,19 @@ fn plan_json_has_stable_field_names() {
             "wait_p90_s"
         ]
     );
+    let wide = offers.iter().find(|o| o["resource"] == "wide").unwrap();
+    let queues = wide["queues"].as_array().unwrap();
+    assert_eq!(
+        keys(&queues[1]),
+        [
+            "free_nodes",
+            "queue",
+            "wait_p10_s",
+            "wait_p50_s",
+            "wait_p90_s"
+        ]
+    );
+    assert_eq!(queues[1]["queue"], "debug");
     let here = offers.iter().find(|o| o["resource"] == "here").unwrap();
     assert_eq!(
         (here["source"].as_str(), here["wait_p50_s"].as_f64()),
@@ -477,13 +495,16 @@ struct SnapshotKey {
 
 impl SnapshotKey {
     fn write(site: &str, json: &str) -> SnapshotKey {
-        let mut con = redis::Client::open(redis())
+        SnapshotKey::write_to(&redis(), site, json)
+    }
+
+    fn write_to(url: &str, site: &str, json: &str) -> SnapshotKey {
+        let mut con = redis::Client::open(url)
             .unwrap()
             .get_connection()
             .unwrap_or_else(|e| {
                 panic!(
-                    "Redis at {}: {e}; {}",
-                    redis(),
+                    "Redis at {url}: {e}; {}",
                     emanager_test_services::how_to_start()
                 )
             });
@@ -567,4 +588,206 @@ fn an_empty_redis_is_a_note_and_an_unreachable_one_an_error() {
         .stderr(predicate::str::contains(
             "cannot read the bundle snapshots from Redis at redis://127.0.0.1:1/ (or plan from the catalog alone: --embedded)",
         ));
+}
+
+/// Our pilots' queue waits recorded in the store's stream for `resource`, deleted when
+/// dropped (the stream is shared: only these entries go).
+struct RecordedWaits {
+    url: String,
+    resource: String,
+}
+
+impl RecordedWaits {
+    /// `per_size` waits of `wait_s` for pilots of each size in `sizes` in queue `queue`.
+    fn record(
+        url: &str,
+        resource: &str,
+        queue: &str,
+        sizes: &[u32],
+        per_size: usize,
+        wait_s: u64,
+    ) -> RecordedWaits {
+        use emanager_shared::model::PilotWait;
+        use emanager_shared::store::{RedisStore, StateStore};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let store = RedisStore::connect(url).await.unwrap();
+            for (i, &nodes) in sizes.iter().enumerate() {
+                for j in 0..per_size {
+                    let w = PilotWait {
+                        resource: resource.into(),
+                        queue: queue.into(),
+                        nodes,
+                        walltime_s: 3600,
+                        submitted_ms: 1_000,
+                        started_ms: 1_000 + wait_s * 1000,
+                        campaign: emanager_shared::CampaignId::random(),
+                        pilot: emanager_shared::PilotId::random(),
+                        job_id: format!("{resource}-{i}-{j}"),
+                    };
+                    store.record_pilot_wait(&w).await.unwrap();
+                }
+            }
+        });
+        RecordedWaits {
+            url: url.into(),
+            resource: resource.into(),
+        }
+    }
+}
+
+impl Drop for RecordedWaits {
+    fn drop(&mut self) {
+        use emanager_shared::store::{RedisStore, StateStore, PILOT_WAITS_KEY};
+        let Ok(rt) = tokio::runtime::Runtime::new() else {
+            return;
+        };
+        let ids: Vec<String> = rt.block_on(async {
+            let Ok(store) = RedisStore::connect(&self.url).await else {
+                return Vec::new();
+            };
+            let waits = store.pilot_waits("0", 100_000).await.unwrap_or_default();
+            waits
+                .into_iter()
+                .filter(|(_, w)| w.resource == self.resource)
+                .map(|(id, _)| id)
+                .collect()
+        });
+        if let Ok(mut con) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        {
+            for id in ids {
+                let _ = redis::cmd("XDEL")
+                    .arg(PILOT_WAITS_KEY)
+                    .arg(id)
+                    .query::<i64>(&mut con);
+            }
+            // An emptied stream goes, as it was before the test.
+            let _ = redis::Script::new(
+                "if redis.call('XLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end",
+            )
+            .key(PILOT_WAITS_KEY)
+            .invoke::<()>(&mut con);
+        }
+    }
+}
+
+/// The resource's pilots and offer in a `plan --json`.
+fn on<'a>(v: &'a Value, resource: &str) -> (Vec<&'a Value>, &'a Value) {
+    let pilots = v["pilots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["resource"] == resource)
+        .collect();
+    let offer = v["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["resource"] == resource)
+        .unwrap();
+    (pilots, offer)
+}
+
+/// 100 one-hour 8-core tasks. The probe shows `wide` idle, so the plan starts its pilot
+/// there at once. Then our pilots' recorded waits say `wide` kept them waiting 30 h,
+/// whatever their size: its estimates move toward that, and the same plan goes to `gpu`
+/// (5 h of work, 30 min assumed wait) instead, with a later TTC.
+#[test]
+fn recorded_waits_of_our_pilots_change_the_plan() {
+    // Its own database (the stream is one key per database), and a resource name of its own
+    // (another checkout's test may share this Redis).
+    let url = emanager_test_services::redis_db_url(11);
+    let wide = format!("wide-{}", std::process::id());
+    let workflow = r#"
+name = "sims"
+[[tasks]]
+name = "sim-{index}"
+count = 100
+command = ["./sim", "{index}"]
+cores = 8
+est_duration_s = 3600
+"#;
+    let f = Fixture::with(&CATALOG.replace("wide", &wide), workflow);
+    let site = format!("plan-waits-{}", std::process::id());
+    let _snapshot = SnapshotKey::write_to(&url, &site, &snapshot_json(&site, &wide, false));
+
+    let before = json_of(&mut f.plan(&["--json", "--redis-url", &url]));
+    let (pilots, offer) = on(&before, &wide);
+    assert_eq!(pilots.len(), 1, "{before}");
+    assert_eq!(pilots[0]["predicted_wait_s"], 0.0, "{before}");
+    assert_eq!(offer["wait_p10_s"], 0.0);
+
+    let _waits = RecordedWaits::record(
+        &url,
+        &wide,
+        "batch",
+        &[1, 2, 4, 8, 16, 32, 46],
+        6,
+        30 * 3600,
+    );
+    let after = json_of(&mut f.plan(&["--json", "--redis-url", &url]));
+    let (pilots, offer) = on(&after, &wide);
+    assert!(pilots.is_empty(), "{after}");
+    assert_eq!(on(&after, "gpu").0.len(), 1, "{after}");
+    // Six waits of 30 h weigh 6 / 9 against the probe's 0 s.
+    assert_eq!(offer["wait_p10_s"], 72_000.0);
+    assert!(
+        after["predicted_ttc_s"].as_f64() > before["predicted_ttc_s"].as_f64(),
+        "{before}\n{after}"
+    );
+    let notes = after["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with(&format!(
+                "queue waits of {wide} also rest on our pilots' recorded waits (42 in `batch`)"
+            ))),
+        "{notes:?}"
+    );
+}
+
+/// The WHY column says when the plan is predicted to finish: the TTC printed below it (on
+/// this workflow the search's own estimate said 2,508 s and the plan 3,600 s).
+#[test]
+fn the_why_column_and_the_predicted_ttc_agree() {
+    let f = Fixture::with(
+        CATALOG,
+        r#"
+name = "hundred"
+[[tasks]]
+name = "t-{index}"
+count = 100
+command = ["true"]
+cores = 1
+est_duration_s = 1800
+"#,
+    );
+    let out = f
+        .plan(&["--quiet"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let out = String::from_utf8(out).unwrap();
+    let number_after = |text: &str, marker: &str| -> Vec<String> {
+        text.match_indices(marker)
+            .map(|(i, _)| {
+                text[i + marker.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
+            .collect()
+    };
+    let ttc_line = out
+        .lines()
+        .find(|l| l.starts_with("predicted TTC "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let ttc_s = &number_after(ttc_line, "(")[0];
+    let whys = number_after(&out, "plan predicted to finish at ");
+    assert!(!whys.is_empty(), "{out}");
+    for why in whys {
+        assert_eq!(&why, ttc_s, "{out}");
+    }
 }

@@ -2,11 +2,18 @@
 //!
 //! `cargo run --release -p emanager-bench --bin plan_scale [-- TASKS]` prints how long the
 //! summary, each strategy's plan and one sampled simulation take (targets: plan < 1 s,
-//! simulate < 10 s), and the ttc/aimes predicted and simulated TTC.
+//! simulate < 10 s), and the ttc/aimes predicted and simulated TTC. With
+//! `ESTIMATED_WAITS=1` every queue's waits come from the bundle estimator per pilot size and
+//! walltime, over a synthetic probe of a busy queue (what `emanager plan` does with a bundle
+//! snapshot), instead of one fixed estimate per site.
 
 use emanager::planner::{
-    plan, simulate, QueueOffer, ResourceOffer, Strategy, TaskShape, WaitEstimate, WorkflowSummary,
+    plan, simulate, QueueOffer, QueueWaitModel, ResourceOffer, Strategy, TaskShape, WaitEstimate,
+    WorkflowSummary,
 };
+use emanager_bundles::estimator::{QueueBacklog, WaitHistory};
+use emanager_bundles::model::{JobSize, QueueSnapshot};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Ten resources: node shapes, sizes and queue waits all differ.
@@ -46,6 +53,66 @@ fn offers() -> Vec<ResourceOffer> {
             cost_per_core_hour: 1.0,
         })
         .collect()
+}
+
+/// Every queue's waits from the bundle estimator: `normal` busy (200 running jobs ending
+/// over the next two days; 20 to 290 queued, by site, of 1 to 12 h; a fiftieth of the nodes
+/// idle), `debug` idle.
+fn with_estimated_waits(offers: &mut [ResourceOffer]) {
+    let history = Arc::new(WaitHistory::new());
+    for (i, o) in offers.iter_mut().enumerate() {
+        let nodes = o.total_nodes;
+        let job = |nodes: u32, walltime_s: u64, elapsed_s: u64| JobSize {
+            nodes,
+            cores: 0,
+            walltime_s,
+            elapsed_s,
+        };
+        let running: Vec<JobSize> = (0..200u32)
+            .map(|k| {
+                let size = 1 + (k * 7919) % (nodes / 40).max(1);
+                job(size, 48 * 3600, u64::from(k * 3571) % (48 * 3600))
+            })
+            .collect();
+        let queued: Vec<JobSize> = (0..20 + 30 * i as u32)
+            .map(|k| {
+                let size = 1 + (k * 104_729) % (nodes / 100).max(1);
+                job(size, 3600 * u64::from(1 + k % 12), 0)
+            })
+            .collect();
+        let busy = QueueSnapshot {
+            name: "normal".into(),
+            max_walltime_s: Some(48 * 3600),
+            nodes_total: nodes,
+            nodes_free: nodes / 50,
+            jobs_running: running.len() as u32,
+            jobs_queued: queued.len() as u32,
+            running_jobs: Some(running),
+            queued_jobs: Some(queued),
+            reported: true,
+            ..Default::default()
+        };
+        let idle = QueueSnapshot {
+            name: "debug".into(),
+            max_walltime_s: Some(1800),
+            nodes_total: 4,
+            nodes_free: 4,
+            running_jobs: Some(Vec::new()),
+            queued_jobs: Some(Vec::new()),
+            reported: true,
+            ..Default::default()
+        };
+        let name = o.name.clone();
+        for (queue, probe) in o.queues.iter_mut().zip([busy, idle]) {
+            queue.waits = Some(Arc::new(QueueWaitModel::probed(
+                &name,
+                &queue.name,
+                QueueBacklog::of(&probe),
+                probe.nodes_free,
+                history.clone(),
+            )));
+        }
+    }
 }
 
 /// `n` tasks: 90 % one-core analyses of three lengths (all different with
@@ -88,14 +155,19 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let offers = offers();
+    let mut offers = offers();
+    let estimated = std::env::var_os("ESTIMATED_WAITS").is_some();
+    if estimated {
+        with_estimated_waits(&mut offers);
+    }
     let tasks = workload(n);
     let t = Instant::now();
     let summary = WorkflowSummary::from_tasks(tasks, 50 * n as u64 * 1_000_000 / 1000)
         .expect("acyclic workload");
     println!(
-        "{n} tasks, {} resources; summary {:.3} s (critical path {:.0} s, {} levels)",
+        "{n} tasks, {} resources ({} waits); summary {:.3} s (critical path {:.0} s, {} levels)",
         offers.len(),
+        if estimated { "estimated" } else { "fixed" },
         t.elapsed().as_secs_f64(),
         summary.critical_path_s,
         summary.stage_widths.len()

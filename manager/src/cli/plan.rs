@@ -6,14 +6,19 @@ use super::output::table;
 use super::run::{load_workflow, SkeletonRunArgs};
 use super::{exit, CliError, CliResult, Tag};
 use crate::config::{Config, GlobalArgs};
+use crate::planner::offers::queue_summary;
 use crate::planner::{
-    simulate_runs, Budget, Distribution, Plan, Planning, Runs, StrategyName, WorkflowSummary,
+    simulate_runs, Budget, Distribution, Observations, Plan, Planning, Runs, StrategyName,
+    WorkflowSummary,
 };
 use crate::progress::format_duration;
 use anyhow::Context;
+use emanager_bundles::observations::{read_new_pilot_waits, StreamCursor};
 use emanager_bundles::Snapshot;
 use emanager_shared::access::timefmt::format_hms;
 use emanager_shared::catalog::Catalog;
+use emanager_shared::model::PilotWait;
+use emanager_shared::store::RedisStore;
 use emanager_shared::util::redact_url;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -23,7 +28,8 @@ use std::time::Duration;
 /// pilot the resource, queue, nodes, walltime, predicted queue wait and why it is there;
 /// then the predicted time to completion (TTC), core-hours requested and idle core-hours
 /// expected. Submits nothing. With a Redis URL the bundle services' snapshots give idle
-/// nodes and queue waits; without one, or for a resource they do not cover, the catalog
+/// nodes and queue waits (per queue, pilot size and walltime), moved toward the waits our
+/// pilots recorded there; without one, or for a resource they do not cover, the catalog
 /// alone with a default wait (the output says so).
 ///
 /// Examples:
@@ -102,6 +108,18 @@ pub(crate) struct Sources {
     pub snapshot: Option<Snapshot>,
     /// Why there is no snapshot (no Redis configured, none in it).
     pub no_snapshot: Option<String>,
+    /// Our batch pilots' recorded queue waits (the store's pilot-wait stream).
+    pub pilot_waits: Vec<PilotWait>,
+}
+
+impl Sources {
+    /// What the planner is told about the resources.
+    pub fn observations(&self) -> Observations<'_> {
+        Observations {
+            snapshot: self.snapshot.as_ref(),
+            pilot_waits: &self.pilot_waits,
+        }
+    }
 }
 
 pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
@@ -126,8 +144,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     };
     let (wf, _, _) = load_workflow(&a.workflow, g.json, &skeleton)?;
     let sources = read_snapshot(&cfg, catalog_path).await?;
-    let planning =
-        Planning::new(&wf, &catalog, &a.planner.only, sources.snapshot.as_ref()).input()?;
+    let planning = Planning::new(&wf, &catalog, &a.planner.only, sources.observations()).input()?;
     let plan = planning.plan(strategy).input()?;
     let simulated = a.simulate.map(|runs| {
         let mut names = vec![StrategyName::Aimes, StrategyName::Ttc];
@@ -183,8 +200,9 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     Ok(exit::OK)
 }
 
-/// The merged bundle snapshots when a Redis URL is configured. An unreachable Redis is an
-/// error (no silent fallback); an empty one is a note.
+/// The merged bundle snapshots and our pilots' recorded queue waits when a Redis URL is
+/// configured. An unreachable Redis is an error (no silent fallback); an empty one is a
+/// note.
 pub(crate) async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sources, CliError> {
     let Some(url) = &cfg.redis_url else {
         return Ok(Sources {
@@ -194,6 +212,7 @@ pub(crate) async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sour
                 "no Redis configured (--redis-url): queue waits and idle nodes from the catalog alone"
                     .into(),
             ),
+            pilot_waits: Vec::new(),
         });
     };
     let shown = redact_url(url);
@@ -203,6 +222,10 @@ pub(crate) async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sour
             format!("cannot read the bundle snapshots from Redis at {shown} (or plan from the catalog alone: --embedded)")
         })
         .infra()?;
+    let pilot_waits = read_pilot_waits(url)
+        .await
+        .with_context(|| format!("cannot read our pilots' queue waits from Redis at {shown}"))
+        .infra()?;
     if snapshots.is_empty() {
         return Ok(Sources {
             catalog,
@@ -210,13 +233,25 @@ pub(crate) async fn read_snapshot(cfg: &Config, catalog: PathBuf) -> Result<Sour
             no_snapshot: Some(format!(
                 "no bundle snapshots in Redis at {shown}: start `bundle-service --catalog ... --redis-url ...` (docs/bundles.md) for idle nodes and queue waits"
             )),
+            pilot_waits,
         });
     }
     Ok(Sources {
         catalog,
         snapshot: Some(emanager_bundles::merge(&snapshots)),
         no_snapshot: None,
+        pilot_waits,
     })
+}
+
+/// Every queue wait of our batch pilots the store keeps (`em:pilot-waits`, the newest
+/// 10,000 or so), oldest first: what the bundle services learn from too.
+async fn read_pilot_waits(url: &str) -> anyhow::Result<Vec<PilotWait>> {
+    let store = RedisStore::connect(url).await?;
+    let mut cursor = StreamCursor::default();
+    read_new_pilot_waits(&store, &mut cursor)
+        .await
+        .map_err(anyhow::Error::msg)
 }
 
 /// A plan with everything needed to print it.
@@ -288,6 +323,20 @@ impl Report<'_> {
             .iter()
             .zip(&self.planning.offers.sources)
             .map(|(o, src)| {
+                let queues: Vec<Value> = o
+                    .queues
+                    .iter()
+                    .map(|q| {
+                        let w = queue_summary(o, q);
+                        json!({
+                            "queue": q.name,
+                            "free_nodes": o.idle_nodes(q),
+                            "wait_p10_s": w.p10_s,
+                            "wait_p50_s": w.p50_s,
+                            "wait_p90_s": w.p90_s,
+                        })
+                    })
+                    .collect();
                 json!({
                     "resource": o.name,
                     "source": src.as_str(),
@@ -296,6 +345,7 @@ impl Report<'_> {
                     "wait_p10_s": o.queue_wait.p10_s,
                     "wait_p50_s": o.queue_wait.p50_s,
                     "wait_p90_s": o.queue_wait.p90_s,
+                    "queues": queues,
                 })
             })
             .collect();

@@ -324,7 +324,7 @@ async fn plan_campaign(
     let sources = super::plan::read_snapshot(cfg, path).await?;
     let strategy = args.strategy_name().strategy(args.budget).input()?;
     let planning =
-        crate::planner::Planning::new(wf, catalog, &only, sources.snapshot.as_ref()).input()?;
+        crate::planner::Planning::new(wf, catalog, &only, sources.observations()).input()?;
     let plan = planning.plan(strategy).input()?;
     if !quiet {
         for note in planning.notes.iter().chain(&sources.no_snapshot) {

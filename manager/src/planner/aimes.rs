@@ -92,7 +92,7 @@ pub(crate) fn pilots(
                 queue: queue.name.clone(),
                 nodes,
                 walltime_s: wall,
-                predicted_wait_s: offer.predicted_wait_s(nodes),
+                predicted_wait_s: offer.predicted_wait_s(queue, nodes, wall),
                 why,
             })
         })

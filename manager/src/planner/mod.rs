@@ -9,6 +9,7 @@ mod aimes;
 mod estimate;
 pub mod offers;
 pub mod planning;
+pub mod queue_waits;
 mod repair;
 pub mod runs;
 mod search;
@@ -18,17 +19,22 @@ pub mod wait;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wait_tests;
 
+pub use offers::Observations;
 pub use planning::{
     pilot_request, pilot_requests, plan_pilots, Budget, PlanPilotsError, Planning, StrategyName,
 };
+pub use queue_waits::QueueWaitModel;
 pub use runs::{simulate_runs, Distribution, Runs};
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
 pub use summary::{Join, TaskShape, WorkflowSummary};
 
+use std::sync::Arc;
 use thiserror::Error;
 
-/// Predicted batch-queue wait of a resource (seconds), as the bundle estimator reports it.
+/// Predicted batch-queue wait (seconds), as the bundle estimator reports it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WaitEstimate {
     pub p50_s: f64,
@@ -44,6 +50,9 @@ pub struct QueueOffer {
     pub max_nodes: u32,
     /// Smallest job the queue accepts (e.g. a `prod` queue of 10 nodes and up); 1 for most.
     pub min_nodes: u32,
+    /// The queue's own waits per pilot size and walltime (the bundle estimator's); `None`:
+    /// the resource's `queue_wait` and `free_nodes` stand for every queue.
+    pub waits: Option<Arc<QueueWaitModel>>,
 }
 
 impl QueueOffer {
@@ -54,6 +63,7 @@ impl QueueOffer {
             max_walltime_s,
             max_nodes,
             min_nodes: 1,
+            waits: None,
         }
     }
 }
@@ -67,9 +77,11 @@ pub struct ResourceOffer {
     pub mem_mb_per_node: u64,
     pub queues: Vec<QueueOffer>,
     pub default_queue: String,
-    /// Nodes idle now: a job that fits in them is predicted to start at the p10 wait.
+    /// Nodes idle now (in the default queue): without a queue's own waits, a job that fits
+    /// in them is predicted to start at the p10 wait.
     pub free_nodes: u32,
     pub total_nodes: u32,
+    /// The default queue's wait, standing for the queues without their own waits.
     pub queue_wait: WaitEstimate,
     pub cost_per_core_hour: f64,
 }
@@ -90,13 +102,51 @@ impl ResourceOffer {
         queue.min_nodes.max(1)
     }
 
-    /// Predicted wait for a pilot of `nodes` nodes: p10 when it fits in the idle nodes (it
-    /// starts at the next scheduling cycle or backfills), the median otherwise.
-    pub fn predicted_wait_s(&self, nodes: u32) -> f64 {
-        if nodes <= self.free_nodes {
-            self.queue_wait.p10_s
+    /// Nodes idle now in `queue`.
+    pub fn idle_nodes(&self, queue: &QueueOffer) -> u32 {
+        queue
+            .waits
+            .as_ref()
+            .map_or(self.free_nodes, |w| w.free_nodes().min(self.total_nodes))
+    }
+
+    /// The wait of a pilot of `nodes` nodes asking for `walltime_s` in `queue`: its median is
+    /// when the planner expects it to start, p90 / p50 its spread. From the queue's own
+    /// waits when it has them (the bundle estimator's for that size and walltime: backlog,
+    /// backfill, our pilots' recorded waits); else the resource's: the p10 when the pilot
+    /// fits in the idle nodes (it starts at the next scheduling cycle or backfills), the
+    /// median otherwise.
+    pub fn pilot_wait(&self, queue: &QueueOffer, nodes: u32, walltime_s: f64) -> WaitEstimate {
+        if let Some(w) = &queue.waits {
+            return w.estimate(nodes, walltime_s);
+        }
+        let w = self.queue_wait;
+        if nodes > self.free_nodes {
+            return w;
+        }
+        let spread = if w.p50_s > 0.0 {
+            w.p90_s / w.p50_s
         } else {
-            self.queue_wait.p50_s
+            1.0
+        };
+        WaitEstimate {
+            p10_s: w.p10_s,
+            p50_s: w.p10_s,
+            p90_s: w.p10_s * spread,
+        }
+    }
+
+    /// The predicted wait (median) of a pilot of `nodes` x `walltime_s` in `queue`.
+    pub fn predicted_wait_s(&self, queue: &QueueOffer, nodes: u32, walltime_s: f64) -> f64 {
+        self.pilot_wait(queue, nodes, walltime_s).p50_s
+    }
+
+    /// [`ResourceOffer::pilot_wait`] of a planned pilot (the resource's wait when it names
+    /// a queue the offer does not have).
+    pub fn planned_wait(&self, p: &PlannedPilot) -> WaitEstimate {
+        match self.queue(&p.queue) {
+            Some(q) => self.pilot_wait(q, p.nodes, p.walltime_s),
+            None => self.queue_wait,
         }
     }
 }
@@ -292,9 +342,12 @@ enum Sizing {
 /// decision of that run (a walltime-aware agent took each task only if it would end before
 /// the walltime, and every task it took still does), so the simulated TTC stands for the cut
 /// plan. `Sizing::Robust` adds, per pilot, the largest lateness (p90 minus prediction) of the
-/// other pilots: when they start late, this one has to run their share.
+/// other pilots: when they start late, this one has to run their share. A shorter walltime
+/// may start sooner (backfill): each pilot's wait is then estimated again for its final
+/// walltime, and the plan simulated again when one changed (see [`with_final_waits`]).
 ///
 /// When that run leaves tasks unfinished, a searched plan is repaired first (`repair.rs`).
+/// The `why` of a searched plan's pilots states the final wait and predicted TTC.
 fn finish(
     strategy: Strategy,
     mut pilots: Vec<PlannedPilot>,
@@ -333,16 +386,86 @@ fn finish(
             result = repaired;
         }
     }
+    let finals = |pilots: Vec<PlannedPilot>, result: &SimResult| {
+        let (pilots, result) = with_final_waits(strategy, pilots, result, summary, prep, offers);
+        let mut plan = complete(strategy, pilots, &result, offers);
+        if resize {
+            explain(&mut plan);
+        }
+        plan
+    };
     if !resize || result.unfinished_tasks > 0 {
-        return vec![complete(strategy, draft.pilots, &result, offers)];
+        return vec![finals(draft.pilots, &result)];
     }
     [Sizing::Robust, Sizing::Tight]
         .into_iter()
         .map(|sizing| {
-            let pilots = cut_walltimes(&draft.pilots, &result, offers, sizing);
-            complete(strategy, pilots, &result, offers)
+            finals(
+                cut_walltimes(&draft.pilots, &result, offers, sizing),
+                &result,
+            )
         })
         .collect()
+}
+
+/// Each pilot's wait estimated for its final size and walltime, and the simulation that
+/// goes with them. When a wait changed (a cut walltime that now backfills), the plan is
+/// simulated again with the new waits; should that run leave tasks unfinished that `result`
+/// finished, the waits `result` used are kept (they belong to longer walltimes, so they are
+/// no shorter than the pilots' own).
+fn with_final_waits(
+    strategy: Strategy,
+    mut pilots: Vec<PlannedPilot>,
+    result: &SimResult,
+    summary: &WorkflowSummary,
+    prep: &summary::Prepared,
+    offers: &[ResourceOffer],
+) -> (Vec<PlannedPilot>, SimResult) {
+    let before: Vec<f64> = pilots.iter().map(|p| p.predicted_wait_s).collect();
+    for p in &mut pilots {
+        if let Some(o) = offers.iter().find(|o| o.name == p.resource) {
+            p.predicted_wait_s = o.planned_wait(p).p50_s;
+        }
+    }
+    if pilots
+        .iter()
+        .zip(&before)
+        .all(|(p, w)| p.predicted_wait_s == *w)
+    {
+        return (pilots, result.clone());
+    }
+    let plan = Plan {
+        strategy,
+        pilots,
+        predicted_ttc_s: 0.0,
+        core_hours_requested: 0.0,
+        expected_idle_core_hours: 0.0,
+    };
+    let again = sim::simulate_prepared(&plan, summary, prep, offers, &SimOptions::expected());
+    let mut pilots = plan.pilots;
+    if again.unfinished_tasks > result.unfinished_tasks {
+        for (p, w) in pilots.iter_mut().zip(before) {
+            p.predicted_wait_s = w;
+        }
+        return (pilots, result.clone());
+    }
+    (pilots, again)
+}
+
+/// Puts the plan's final numbers into each pilot's `why`: its predicted start, and the
+/// predicted TTC the plan prints (both from the final simulation).
+fn explain(plan: &mut Plan) {
+    let end = if plan.predicted_ttc_s.is_finite() {
+        format!("plan predicted to finish at {:.0} s", plan.predicted_ttc_s)
+    } else {
+        "the plan leaves tasks unfinished".to_string()
+    };
+    for p in &mut plan.pilots {
+        p.why = format!(
+            "predicted start after {:.0} s; {}; {end}",
+            p.predicted_wait_s, p.why
+        );
+    }
 }
 
 /// Walltimes cut to the simulated need (see [`finish`]); pilots that ran nothing dropped.
@@ -357,12 +480,14 @@ fn cut_walltimes(
     let lateness: Vec<f64> = pilots
         .iter()
         .zip(&result.per_pilot_last_end)
-        .map(|(p, last)| match (last, offer_of(p)) {
-            (Some(_), Some(o)) if o.queue_wait.p50_s > 0.0 => {
-                p.predicted_wait_s * (o.queue_wait.p90_s / o.queue_wait.p50_s - 1.0).max(0.0)
-            }
-            _ => 0.0,
-        })
+        .map(
+            |(p, last)| match (last, offer_of(p).map(|o| o.planned_wait(p))) {
+                (Some(_), Some(w)) if w.p50_s > 0.0 => {
+                    p.predicted_wait_s * (w.p90_s / w.p50_s - 1.0).max(0.0)
+                }
+                _ => 0.0,
+            },
+        )
         .collect();
     pilots
         .iter()

@@ -1,12 +1,12 @@
 //! The planner as `emanager plan` and `emanager run` use it: a parsed workflow, the catalog
-//! and an optional bundle snapshot in; a [`Plan`] out, with errors that name the task and
+//! and what was observed of the resources (bundle snapshot, our pilots' recorded waits) in;
+//! a [`Plan`] out, with errors that name the task and
 //! the file; and a planned pilot as the [`PilotRequest`] the pilot manager launches. Pure.
 
-use super::offers::{offers_from, Offers};
+use super::offers::{offers_from, Observations, Offers};
 use super::{plan, Plan, PlanError, PlannedPilot, Strategy, WorkflowSummary};
 use crate::campaign::PilotRequest;
 use crate::workflow::{check_fits, NodeShape, Workflow};
-use emanager_bundles::Snapshot;
 use emanager_shared::catalog::{AccessKind, Catalog, CatalogError};
 use std::fmt;
 use std::str::FromStr;
@@ -132,15 +132,15 @@ pub struct Planning<'a> {
 
 impl<'a> Planning<'a> {
     /// Summarises `workflow` and maps the catalog resources named in `resources` (all when
-    /// empty) with `snapshot`. A task larger than every such resource's nodes is an error
-    /// naming it and its field in the file.
+    /// empty) with what was `observed` of them. A task larger than every such resource's
+    /// nodes is an error naming it and its field in the file.
     pub fn new(
         workflow: &'a Workflow,
         catalog: &Catalog,
         resources: &[String],
-        snapshot: Option<&Snapshot>,
+        observed: Observations,
     ) -> Result<Planning<'a>, PlanPilotsError> {
-        let offers = offers_from(catalog, resources, snapshot)?;
+        let offers = offers_from(catalog, resources, observed)?;
         let shapes: Vec<NodeShape> = catalog
             .resources()
             .filter(|r| offers.offers.iter().any(|o| o.name == r.name))
@@ -190,18 +190,18 @@ impl<'a> Planning<'a> {
     }
 }
 
-/// Plans `workflow` over every resource of `catalog`, with the loads and waits of `snapshot`
+/// Plans `workflow` over every resource of `catalog`, with the loads and waits `observed`
 /// where it has them (see [`super::offers`]). What `emanager run` calls when no `--pilot`
 /// is given; turn the pilots into requests with [`pilot_requests`].
 pub fn plan_pilots(
     workflow: &Workflow,
     catalog: &Catalog,
-    snapshot: Option<&Snapshot>,
+    observed: Observations,
     strategy: StrategyName,
     budget: Option<Budget>,
 ) -> Result<Plan, PlanPilotsError> {
     let strategy = strategy.strategy(budget)?;
-    Planning::new(workflow, catalog, &[], snapshot)?.plan(strategy)
+    Planning::new(workflow, catalog, &[], observed)?.plan(strategy)
 }
 
 /// The pilot manager's request for a planned pilot: cores and GPUs are the whole pilot's
@@ -312,11 +312,18 @@ est_duration_s = 600
     #[test]
     fn plan_pilots_plans_over_the_catalog() {
         let wf = workflow(BAG);
-        let p = plan_pilots(&wf, &catalog(), None, StrategyName::Ttc, None).unwrap();
+        let p = plan_pilots(
+            &wf,
+            &catalog(),
+            Observations::default(),
+            StrategyName::Ttc,
+            None,
+        )
+        .unwrap();
         assert!(!p.pilots.is_empty());
         assert!(p.predicted_ttc_s.is_finite() && p.predicted_ttc_s >= 600.0);
         // The same through Planning, with the notes.
-        let planning = Planning::new(&wf, &catalog(), &[], None).unwrap();
+        let planning = Planning::new(&wf, &catalog(), &[], Observations::default()).unwrap();
         assert_eq!(planning.summary.task_count, 64);
         assert!(planning
             .notes
@@ -368,13 +375,27 @@ est_duration_s = 600
     #[test]
     fn budget_strategy_needs_a_cap() {
         let wf = workflow(BAG);
-        let e = plan_pilots(&wf, &catalog(), None, StrategyName::Budget, None).unwrap_err();
+        let e = plan_pilots(
+            &wf,
+            &catalog(),
+            Observations::default(),
+            StrategyName::Budget,
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--budget CORE_HOURS"), "{e}");
         let capped = Budget {
             core_hours: Some(1000.0),
             cost: None,
         };
-        let p = plan_pilots(&wf, &catalog(), None, StrategyName::Budget, Some(capped)).unwrap();
+        let p = plan_pilots(
+            &wf,
+            &catalog(),
+            Observations::default(),
+            StrategyName::Budget,
+            Some(capped),
+        )
+        .unwrap();
         assert!(p.core_hours_requested <= 1000.0);
     }
 
@@ -407,7 +428,7 @@ command = ["true"]
 cores = 64
 "#,
         );
-        let Err(e) = Planning::new(&wf, &catalog(), &[], None) else {
+        let Err(e) = Planning::new(&wf, &catalog(), &[], Observations::default()) else {
             panic!("planned a 64-core task on 32-core nodes");
         };
         let msg = e.to_string();
@@ -433,7 +454,14 @@ command = ["true"]
 est_duration_s = 1e9
 "#,
         );
-        let e = plan_pilots(&wf, &catalog(), None, StrategyName::Ttc, None).unwrap_err();
+        let e = plan_pilots(
+            &wf,
+            &catalog(),
+            Observations::default(),
+            StrategyName::Ttc,
+            None,
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.starts_with("wf.toml:7:1: task `forever` fits on no resource"),

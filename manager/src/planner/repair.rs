@@ -137,15 +137,14 @@ fn fit_nodes(offer: &ResourceOffer, q: &super::QueueOffer, nodes: u32) -> Option
 }
 
 fn pilot(offer: &ResourceOffer, q: &super::QueueOffer, nodes: u32, change: String) -> PlannedPilot {
-    let wait = offer.predicted_wait_s(nodes);
     PlannedPilot {
         resource: offer.name.clone(),
         queue: q.name.clone(),
         nodes,
         walltime_s: q.max_walltime_s,
-        predicted_wait_s: wait,
+        predicted_wait_s: offer.predicted_wait_s(q, nodes, q.max_walltime_s),
         why: format!(
-            "predicted start after {wait:.0} s; {nodes} nodes in `{}`, {change}: without it the simulated campaign left tasks unfinished",
+            "{nodes} nodes in `{}`, {change}: without it the simulated campaign left tasks unfinished",
             q.name
         ),
     }

@@ -168,7 +168,7 @@ fn all_choices(offers: &[ResourceOffer], profile: &Profile) -> Vec<Choice> {
             let cap = profile.wave_nodes[o].clamp(minimum, limit);
             let mut sizes: Vec<u32> = std::iter::successors(Some(1u32), |n| n.checked_mul(2))
                 .take_while(|&n| n < cap)
-                .chain([minimum, cap, offer.free_nodes.clamp(minimum, cap)])
+                .chain([minimum, cap, offer.idle_nodes(queue).clamp(minimum, cap)])
                 .chain(profile.fit[o].iter().filter_map(|f| match f {
                     super::estimate::Fit::WholeNodes { nodes } if *nodes <= limit => Some(*nodes),
                     _ => None,
@@ -187,12 +187,19 @@ fn all_choices(offers: &[ResourceOffer], profile: &Profile) -> Vec<Choice> {
     out
 }
 
+/// The predicted TTC of `set`: the fluid model with each pilot starting at its queue's
+/// predicted wait for its size and walltime. Walltimes come from a first pass with the
+/// queues' maximum walltimes (and their waits); the waits of those walltimes then give the
+/// TTC (a shorter walltime may backfill, so start sooner).
 fn evaluate(offers: &[ResourceOffer], profile: &Profile, set: &[Choice]) -> Evaluated {
-    let candidate = |c: &Choice, walltime_s: f64| Candidate {
-        offer: c.offer,
-        cores: f64::from(c.nodes) * f64::from(offers[c.offer].cores_per_node),
-        start_s: offers[c.offer].predicted_wait_s(c.nodes),
-        walltime_s,
+    let candidate = |c: &Choice, walltime_s: f64| {
+        let offer = &offers[c.offer];
+        Candidate {
+            offer: c.offer,
+            cores: f64::from(c.nodes) * f64::from(offer.cores_per_node),
+            start_s: offer.predicted_wait_s(&offer.queues[c.queue], c.nodes, walltime_s),
+            walltime_s,
+        }
     };
     let max_wall = |c: &Choice| offers[c.offer].queues[c.queue].max_walltime_s;
     let first: Vec<Candidate> = set.iter().map(|c| candidate(c, max_wall(c))).collect();
@@ -263,23 +270,24 @@ fn uncovered_error(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) 
     }
 }
 
+/// The chosen pilots; `why` says why this size (the plan's final wait and TTC are added
+/// when it is completed).
 fn planned(offers: &[ResourceOffer], profile: &Profile, ev: &Evaluated) -> Vec<PlannedPilot> {
     ev.choices
         .iter()
         .zip(&ev.walltimes)
         .map(|(c, &walltime_s)| {
             let offer = &offers[c.offer];
-            let wait = offer.predicted_wait_s(c.nodes);
+            let queue = &offer.queues[c.queue];
             PlannedPilot {
                 resource: offer.name.clone(),
-                queue: offer.queues[c.queue].name.clone(),
+                queue: queue.name.clone(),
                 nodes: c.nodes,
                 walltime_s,
-                predicted_wait_s: wait,
+                predicted_wait_s: offer.predicted_wait_s(queue, c.nodes, walltime_s),
                 why: format!(
-                    "predicted start after {wait:.0} s; {} nodes ({} run the widest level in one wave); \
-                     plan predicted to finish at {:.0} s",
-                    c.nodes, profile.wave_nodes[c.offer], ev.ttc_s
+                    "{} nodes ({} run the widest level in one wave)",
+                    c.nodes, profile.wave_nodes[c.offer]
                 ),
             }
         })

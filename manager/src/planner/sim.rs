@@ -18,7 +18,7 @@ pub enum WaitDraw {
     /// Each pilot starts at its plan's `predicted_wait_s` (the planner's prediction).
     Predicted,
     /// Drawn from a lognormal with the pilot's predicted wait as median and the spread of
-    /// its resource's estimate (p90 / p50).
+    /// its queue's estimate for it (p90 / p50).
     Sampled,
     /// Replayed from measured waits per resource name (resources without a trace are
     /// sampled as in `Sampled`).
@@ -201,7 +201,7 @@ pub(crate) fn simulate_prepared(
                 WaitDistribution::trace(&t[&o.name]).sample(&mut rng)
             }
             (Some(o), _) => {
-                let e = o.queue_wait;
+                let e = o.planned_wait(p);
                 let spread = if e.p50_s > 0.0 {
                     e.p90_s / e.p50_s
                 } else {

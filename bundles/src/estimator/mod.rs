@@ -6,15 +6,24 @@
 //! - **observed** submit-to-start waits of this resource's own pilots in the same queue and
 //!   size bucket; their weight `n / (n + k)` grows with the count `n`, so the estimate moves
 //!   toward what the queue actually did as observations accumulate;
-//! - **backlog**: the queued node-seconds ahead drained by the queue's usable nodes, plus the
-//!   time until enough running jobs end when the request does not fit the free nodes;
-//! - **prior**: waits from a workload log (SWF) or the XSEDE pilot traces for the bucket.
+//! - **backlog** ([`backlog`]): a request that can backfill before the head job's
+//!   reservation starts at once (or when enough nodes free up); any other waits for the
+//!   queued node-seconds drained by the queue's usable nodes, plus the time until enough
+//!   running jobs end when it does not fit the free nodes;
+//! - **prior**: waits from a workload log (SWF) or the XSEDE pilot traces for the size
+//!   bucket and, when the trace gives requested walltimes, the walltime class.
 //!
-//! A stale probe is not used as backlog evidence; the estimate says so.
+//! A longer walltime never gets a shorter estimate, other things equal. A stale probe is not
+//! used as backlog evidence; the estimate says so.
 
-use crate::model::{JobSize, QueueSnapshot};
+mod backlog;
+mod history;
+
+pub use backlog::{QueueBacklog, BACKFILL_PASS_S};
+pub use history::{WaitHistory, MIN_PRIOR_CLASS_SAMPLES};
+
+use crate::model::QueueSnapshot;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Observations at which observed waits weigh as much as the other evidence.
 pub const OBSERVED_HALF_WEIGHT: f64 = 3.0;
@@ -72,14 +81,26 @@ pub enum Evidence {
         free_nodes: u32,
         /// True when the queued jobs' sizes were known; false when guessed from counts.
         sizes_known: bool,
+        /// Seconds until the head job's nodes are free (its reservation), when a job is
+        /// queued.
+        shadow_s: Option<u64>,
+    },
+    /// The request can start before the head job's reservation (it ends by then, or fits
+    /// the nodes the head job leaves spare): at `start_s`, plus a backfill pass.
+    Backfill {
+        start_s: u64,
+        shadow_s: u64,
+        head_nodes: u32,
     },
     /// The request fits the free nodes and nothing is queued.
     FitsFreeNodes { free_nodes: u32 },
-    /// Waits from a trace or workload log.
+    /// Waits from a trace or workload log, of the size bucket and walltime class (`any`
+    /// when the trace does not tell walltimes apart).
     Prior {
         source: String,
         samples: usize,
         bucket: String,
+        walltime: String,
     },
     /// The last probe failed: backlog not used.
     StaleProbe { error: String, age_s: u64 },
@@ -133,63 +154,6 @@ pub struct Staleness {
     pub age_s: u64,
 }
 
-/// Recorded waits: own observations per (resource, queue, bucket), priors per bucket.
-#[derive(Clone, Debug, Default)]
-pub struct WaitHistory {
-    observed: BTreeMap<(String, String, SizeBucket), Vec<f64>>,
-    prior: BTreeMap<SizeBucket, Vec<f64>>,
-    prior_source: String,
-}
-
-impl WaitHistory {
-    pub fn new() -> WaitHistory {
-        WaitHistory::default()
-    }
-
-    /// Records a wait of one of our own pilots.
-    pub fn observe(&mut self, resource: &str, queue: &str, sample: WaitSample) {
-        let key = (
-            resource.to_string(),
-            queue.to_string(),
-            SizeBucket::of(sample.nodes),
-        );
-        let waits = self.observed.entry(key).or_default();
-        waits.push(sample.wait_s.max(0.0));
-        if waits.len() > MAX_OBSERVATIONS {
-            waits.remove(0);
-        }
-    }
-
-    /// Number of own observations for the request's bucket.
-    pub fn observed_count(&self, resource: &str, queue: &str, nodes: u32) -> usize {
-        self.observed
-            .get(&(resource.into(), queue.into(), SizeBucket::of(nodes)))
-            .map_or(0, Vec::len)
-    }
-
-    /// Adds trace samples as the prior (`source` names the file for the evidence).
-    pub fn add_prior(&mut self, source: &str, samples: impl IntoIterator<Item = WaitSample>) {
-        for s in samples {
-            self.prior
-                .entry(SizeBucket::of(s.nodes))
-                .or_default()
-                .push(s.wait_s.max(0.0));
-        }
-        if !self.prior_source.is_empty() {
-            self.prior_source.push_str(", ");
-        }
-        self.prior_source.push_str(source);
-    }
-
-    /// Prior samples of the bucket, or of the nearest bucket that has some.
-    fn prior_for(&self, bucket: SizeBucket) -> Option<(SizeBucket, &[f64])> {
-        self.prior
-            .iter()
-            .min_by_key(|(b, _)| b.0.abs_diff(bucket.0))
-            .map(|(b, v)| (*b, v.as_slice()))
-    }
-}
-
 /// Predicts the wait of `req` on `queue` of `resource`.
 ///
 /// `probed` is the queue's last probe (`None` when the batch system did not report it);
@@ -200,6 +164,21 @@ pub fn estimate(
     queue: &str,
     req: WaitRequest,
     probed: Option<&QueueSnapshot>,
+    stale: Option<&Staleness>,
+) -> QueueWaitEstimate {
+    // A stale probe is not used: no need to prepare it.
+    let backlog = probed.filter(|_| stale.is_none()).map(QueueBacklog::of);
+    estimate_prepared(history, resource, queue, req, backlog.as_ref(), stale)
+}
+
+/// [`estimate`] with the probe prepared once ([`QueueBacklog::of`]), for callers that ask
+/// about many requests on one queue (the planner).
+pub fn estimate_prepared(
+    history: &WaitHistory,
+    resource: &str,
+    queue: &str,
+    req: WaitRequest,
+    probed: Option<&QueueBacklog>,
     stale: Option<&Staleness>,
 ) -> QueueWaitEstimate {
     let bucket = SizeBucket::of(req.nodes);
@@ -217,28 +196,60 @@ pub fn estimate(
             evidence.push(Evidence::QueueNotProbed);
             None
         }
-        (Some(q), None) => Some(backlog_wait(q, req, &mut evidence)),
+        (Some(b), None) => Some(b.wait(req, &mut evidence)),
     };
 
-    let prior = history.prior_for(bucket).and_then(|(b, samples)| {
-        let q = Quantiles::of(samples)?;
+    let prior = history.prior_for(bucket, req.walltime_s).map(|m| {
         evidence.push(Evidence::Prior {
-            source: history.prior_source.clone(),
-            samples: samples.len(),
-            bucket: b.label(),
+            source: history.prior_source().to_string(),
+            samples: m.samples,
+            bucket: m.bucket.label(),
+            walltime: m.walltime,
         });
-        Some(q)
+        m.quantiles
     });
 
     let base = match (backlog, prior) {
         (Some(b), Some(p)) => Some(Quantiles::blend(b, 0.6, p)),
         (b, p) => b.or(p),
     };
+    finish(history, resource, queue, bucket, base, evidence)
+}
 
-    let observed = history
-        .observed
-        .get(&(resource.into(), queue.into(), bucket))
-        .and_then(|w| Quantiles::of(w).map(|q| (q, w.len())));
+/// What a caller assumes without evidence (`assumed`: p10, p50, p90 in seconds; e.g. the
+/// planner's default wait for a queue no bundle service probes), moved toward our pilots'
+/// observed waits in this queue and size bucket as [`estimate`] moves its evidence.
+pub fn estimate_assumed(
+    history: &WaitHistory,
+    resource: &str,
+    queue: &str,
+    req: WaitRequest,
+    assumed: [f64; 3],
+) -> QueueWaitEstimate {
+    let evidence = vec![Evidence::QueueNotProbed];
+    let base = Some(Quantiles(assumed));
+    finish(
+        history,
+        resource,
+        queue,
+        SizeBucket::of(req.nodes),
+        base,
+        evidence,
+    )
+}
+
+/// `base` blended with the observed waits of the bucket (their weight grows with their
+/// count), in whole seconds and ordered.
+fn finish(
+    history: &WaitHistory,
+    resource: &str,
+    queue: &str,
+    bucket: SizeBucket,
+    base: Option<Quantiles>,
+    mut evidence: Vec<Evidence>,
+) -> QueueWaitEstimate {
+    let waits = history.observed(resource, queue, bucket);
+    let observed = Quantiles::of(waits).map(|q| (q, waits.len()));
     let q = match (observed, base) {
         (Some((obs, n)), base) => {
             let weight = match base {
@@ -269,54 +280,4 @@ pub fn estimate(
         p90_s: p[2],
         evidence,
     }
-}
-
-/// The backlog model: queued work drained by the usable nodes, plus the time until enough
-/// nodes are free for the request. Backfill can start a job sooner (p10), a busy machine
-/// later (p90).
-fn backlog_wait(q: &QueueSnapshot, req: WaitRequest, evidence: &mut Vec<Evidence>) -> Quantiles {
-    let usable = q.nodes_total.saturating_sub(q.nodes_down).max(1);
-    let typical_walltime = q.max_walltime_s.unwrap_or(3600) / 2;
-    let (queued_node_s, sizes_known) = match q.queued_node_s() {
-        Some(ns) => (ns, true),
-        None => (u64::from(q.jobs_queued) * typical_walltime, false),
-    };
-    if queued_node_s == 0 && q.jobs_queued == 0 && req.nodes <= q.nodes_free {
-        evidence.push(Evidence::FitsFreeNodes {
-            free_nodes: q.nodes_free,
-        });
-        return Quantiles([0.0, 0.0, 5.0]);
-    }
-    evidence.push(Evidence::Backlog {
-        queued_node_hours: (queued_node_s as f64 / 3600.0 * 100.0).round() / 100.0,
-        usable_nodes: usable,
-        free_nodes: q.nodes_free,
-        sizes_known,
-    });
-    let drain = queued_node_s as f64 / f64::from(usable);
-    let gap = if req.nodes <= q.nodes_free {
-        0.0
-    } else {
-        time_until_free(q, req.nodes, typical_walltime) as f64
-    };
-    let p50 = drain + gap;
-    Quantiles([0.25 * p50, p50, 2.0 * p50 + 60.0])
-}
-
-/// Seconds until `nodes` nodes are free, from the running jobs' remaining walltime when
-/// known, else half the queue's walltime limit.
-fn time_until_free(q: &QueueSnapshot, nodes: u32, typical: u64) -> u64 {
-    let Some(running) = &q.running_jobs else {
-        return typical;
-    };
-    let mut ends: Vec<JobSize> = running.clone();
-    ends.sort_by_key(JobSize::remaining_s);
-    let mut free = q.nodes_free;
-    for job in ends {
-        free += job.nodes;
-        if free >= nodes {
-            return job.remaining_s();
-        }
-    }
-    typical
 }
