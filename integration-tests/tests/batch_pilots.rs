@@ -505,6 +505,7 @@ async fn a_pilot_still_queued_when_the_work_is_done_is_canceled() {
             "--parsable",
             "--cpus-per-task=2",
             "--time=2",
+            "--output=/dev/null",
             "--wrap",
             "sleep 60",
         ])
