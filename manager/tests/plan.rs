@@ -3,7 +3,7 @@
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
@@ -283,7 +283,17 @@ fn simulate_compares_the_strategies_side_by_side_deterministically() {
     let b = json_of(&mut f.plan(&args));
     assert_eq!(a, b, "same seed, same simulations");
     let sim = &a["simulation"];
-    assert_eq!(keys(sim), ["runs", "seed", "strategies", "waits"]);
+    assert_eq!(
+        keys(sim),
+        [
+            "pilot_failure_prob",
+            "runs",
+            "seed",
+            "strategies",
+            "traced_resources",
+            "waits"
+        ]
+    );
     assert_eq!(
         (sim["runs"].as_u64(), sim["seed"].as_u64()),
         (Some(8), Some(5))
@@ -339,6 +349,92 @@ fn simulate_compares_the_strategies_side_by_side_deterministically() {
         .stdout(predicate::str::is_match("STRATEGY +PILOTS +CORE-HOURS +IDLE \\(MEAN\\) +PREDICTED +MIN +P50 +P90 +MAX +MEAN +UNFINISHED").unwrap())
         .stdout(predicate::str::is_match(r"\naimes +2 +").unwrap())
         .stdout(predicate::str::is_match(r"\nttc +\d+ +").unwrap());
+}
+
+#[test]
+fn simulate_replays_measured_waits_and_fails_pilots_when_asked() {
+    let f = Fixture::new();
+    let ttc_mean = |v: &Value| {
+        v["simulation"]["strategies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["strategy"] == "aimes")
+            .unwrap()["ttc_s"]["mean"]
+            .as_f64()
+            // null: some run never finished
+            .unwrap_or(f64::INFINITY)
+    };
+    let drawn = json_of(&mut f.plan(&["--json", "--simulate", "6", "--seed", "3"]));
+    // Every pilot on `wide` waits ten hours: the replayed trace shows in the TTC.
+    std::fs::write(f.path("wide.waits"), "# seconds\n36000\n36000\n").unwrap();
+    let traced = json_of(&mut f.plan(&[
+        "--json",
+        "--simulate",
+        "6",
+        "--seed",
+        "3",
+        "--sim-waits",
+        &format!("wide={}", f.path("wide.waits").display()),
+    ]));
+    assert_eq!(traced["simulation"]["waits"], "trace");
+    assert_eq!(traced["simulation"]["traced_resources"], json!(["wide"]));
+    assert!(
+        ttc_mean(&traced) > ttc_mean(&drawn) + 20_000.0,
+        "ten-hour waits on wide: {} vs drawn {}",
+        ttc_mean(&traced),
+        ttc_mean(&drawn)
+    );
+    // An SWF log is read by its wait field.
+    std::fs::write(
+        f.path("wide.swf"),
+        "; a comment\n1 0 36000 100 32 -1 -1 32 3600 -1 1 1 1 1 1 1 -1 -1\n",
+    )
+    .unwrap();
+    let swf = json_of(&mut f.plan(&[
+        "--json",
+        "--simulate",
+        "6",
+        "--seed",
+        "3",
+        "--sim-waits",
+        &format!("wide={}", f.path("wide.swf").display()),
+    ]));
+    assert_eq!(ttc_mean(&swf), ttc_mean(&traced));
+    // Failing pilots cost time (their tasks run again elsewhere) and are reported.
+    let failing = json_of(&mut f.plan(&[
+        "--json",
+        "--simulate",
+        "6",
+        "--seed",
+        "3",
+        "--sim-pilot-failure",
+        "1",
+    ]));
+    assert_eq!(failing["simulation"]["pilot_failure_prob"], 1.0);
+    assert!(ttc_mean(&failing) > ttc_mean(&drawn), "{failing}");
+    f.plan(&["--simulate", "2", "--sim-waits", "moon=x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "`moon` is not a resource of this plan; known: ",
+        ));
+    std::fs::write(f.path("bad.waits"), "12\nsoon\n").unwrap();
+    f.plan(&[
+        "--simulate",
+        "2",
+        "--sim-waits",
+        &format!("wide={}", f.path("bad.waits").display()),
+    ])
+    .assert()
+    .code(2)
+    .stderr(predicate::str::contains(
+        "bad.waits:2: `soon` is not a wait in seconds",
+    ));
+    f.plan(&["--simulate", "2", "--sim-pilot-failure", "2"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a probability"));
 }
 
 #[test]
@@ -467,7 +563,7 @@ fn snapshot_json(site: &str, resource: &str, stale: bool) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    serde_json::json!({
+    json!({
         "site": site,
         "taken_ms": now,
         "resources": [{

@@ -8,8 +8,8 @@ use super::{exit, CliError, CliResult, Tag};
 use crate::config::{Config, GlobalArgs};
 use crate::planner::offers::queue_summary;
 use crate::planner::{
-    simulate_runs, Budget, Distribution, Observations, Plan, Planning, Runs, StrategyName,
-    WorkflowSummary,
+    simulate_runs_with, Budget, Distribution, Observations, Plan, Planning, Runs, SimOptions,
+    StrategyName, WaitDraw, WorkflowSummary,
 };
 use crate::progress::format_duration;
 use anyhow::Context;
@@ -21,7 +21,7 @@ use emanager_shared::model::PilotWait;
 use emanager_shared::store::RedisStore;
 use emanager_shared::util::redact_url;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Plan pilots for a workflow (or skeleton) over a resource catalog and print them: per
@@ -36,6 +36,7 @@ use std::time::Duration;
 ///   emanager plan examples/workflows/dag.toml --resources examples/resources.toml --only frontier,perlmutter-cpu
 ///   emanager plan wf.toml --resources resources.toml --strategy budget --budget 5000 --json
 ///   emanager plan wf.toml --resources resources.toml --budget core-hours=5000,cost=4000 --simulate 100 --seed 7
+///   emanager plan wf.toml --resources resources.toml --simulate 50 --sim-waits frontier=frontier.swf --sim-pilot-failure 0.1
 ///   emanager plan wf.toml --resources resources.toml --redis-url redis://127.0.0.1:6379/
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
@@ -48,6 +49,15 @@ pub struct PlanArgs {
     /// estimate) and compare their TTC distributions and core-hours side by side.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub simulate: Option<u32>,
+    /// With --simulate: replay measured queue waits for RESOURCE instead of drawing them
+    /// around its estimate. FILE is an SWF log (`.swf`: its wait field), an XSEDE pilot file
+    /// (`Tq:` values) or one wait in seconds a line. Repeat for several resources.
+    #[arg(long = "sim-waits", value_name = "RESOURCE=FILE")]
+    pub sim_waits: Vec<String>,
+    /// With --simulate: the chance that each pilot fails at a random moment of its walltime
+    /// (its unfinished tasks go back to be rebound elsewhere).
+    #[arg(long = "sim-pilot-failure", value_name = "P", default_value_t = 0.0)]
+    pub sim_pilot_failure: f64,
     /// Seed of the simulations (run i uses SEED + i) and of a skeleton's random tasks.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
@@ -146,6 +156,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     let sources = read_snapshot(&cfg, catalog_path).await?;
     let planning = Planning::new(&wf, &catalog, &a.planner.only, sources.observations()).input()?;
     let plan = planning.plan(strategy).input()?;
+    let sim_base = sim_options(&a, &planning).input()?;
     let simulated = a.simulate.map(|runs| {
         let mut names = vec![StrategyName::Aimes, StrategyName::Ttc];
         if a.planner.budget.is_some() {
@@ -158,12 +169,12 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
                     .strategy(a.planner.budget)
                     .and_then(|s| planning.plan(s))
                     .map(|p| {
-                        let r = simulate_runs(
+                        let r = simulate_runs_with(
                             &p,
                             &planning.summary,
                             &planning.offers.offers,
                             runs,
-                            a.seed,
+                            &sim_base,
                         );
                         (p, r)
                     })
@@ -182,7 +193,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     if g.json {
         let mut v = report.json();
         if let Some(rows) = &simulated {
-            v["simulation"] = simulation_json(rows, a.simulate.unwrap_or(1), a.seed);
+            v["simulation"] = simulation_json(rows, a.simulate.unwrap_or(1), &sim_base);
         }
         println!("{v}");
         return Ok(exit::OK);
@@ -191,7 +202,7 @@ pub async fn plan(g: &GlobalArgs, a: PlanArgs) -> CliResult {
     if let Some(rows) = &simulated {
         print!(
             "{}",
-            simulation_human(rows, a.simulate.unwrap_or(1), a.seed)
+            simulation_human(rows, a.simulate.unwrap_or(1), &sim_base)
         );
     }
     if !g.quiet {
@@ -436,7 +447,111 @@ impl Report<'_> {
 
 type SimRow = (StrategyName, Result<(Plan, Runs), String>);
 
-fn simulation_json(rows: &[SimRow], runs: u32, seed: u64) -> Value {
+/// The simulations' waits (drawn, or replayed from `--sim-waits` traces) and pilot failures.
+fn sim_options(a: &PlanArgs, planning: &Planning) -> anyhow::Result<SimOptions> {
+    if !(0.0..=1.0).contains(&a.sim_pilot_failure) {
+        anyhow::bail!(
+            "--sim-pilot-failure {} is not a probability: give a number from 0 to 1",
+            a.sim_pilot_failure
+        );
+    }
+    let mut traces = std::collections::HashMap::new();
+    for spec in &a.sim_waits {
+        let Some((resource, file)) = spec.split_once('=') else {
+            anyhow::bail!("--sim-waits {spec}: write RESOURCE=FILE (e.g. frontier=frontier.swf)");
+        };
+        if !planning.offers.offers.iter().any(|o| o.name == resource) {
+            let known: Vec<&str> = planning
+                .offers
+                .offers
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
+            anyhow::bail!(
+                "--sim-waits {spec}: `{resource}` is not a resource of this plan; known: {}",
+                known.join(", ")
+            );
+        }
+        let waits = read_wait_trace(Path::new(file))?;
+        traces.insert(resource.to_string(), waits);
+    }
+    let waits = if traces.is_empty() {
+        WaitDraw::Sampled
+    } else {
+        WaitDraw::Trace(traces)
+    };
+    Ok(SimOptions {
+        seed: a.seed,
+        waits,
+        pilot_failure_prob: a.sim_pilot_failure,
+    })
+}
+
+/// Queue waits in seconds from an SWF log, an XSEDE pilot file or one number a line.
+fn read_wait_trace(path: &Path) -> anyhow::Result<Vec<f64>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the wait trace {}", path.display()))?;
+    let swf = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("swf"));
+    let waits: Vec<f64> = if swf {
+        emanager_bundles::traces::parse_swf(&text, 1)
+            .into_iter()
+            .map(|s| s.wait_s)
+            .collect()
+    } else if text.contains("Tq:") {
+        emanager_bundles::traces::parse_xsede_pilot(&text, 1, 0, 1)
+            .into_iter()
+            .map(|s| s.wait_s)
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.parse::<f64>() {
+                Ok(w) if w.is_finite() && w >= 0.0 => out.push(w),
+                _ => anyhow::bail!(
+                    "{}:{}: `{line}` is not a wait in seconds (one number a line; .swf files are read as SWF logs)",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        out
+    };
+    if waits.is_empty() {
+        anyhow::bail!("{} holds no queue waits", path.display());
+    }
+    Ok(waits)
+}
+
+fn sim_source(o: &SimOptions) -> String {
+    let waits = match &o.waits {
+        WaitDraw::Trace(t) => {
+            let mut names: Vec<&str> = t.keys().map(String::as_str).collect();
+            names.sort();
+            format!(
+                "queue waits replayed from traces for {}, drawn around the estimate elsewhere",
+                names.join(", ")
+            )
+        }
+        _ => "queue waits drawn around each resource's estimate".to_string(),
+    };
+    if o.pilot_failure_prob > 0.0 {
+        format!(
+            "{waits}; each pilot fails with probability {}",
+            o.pilot_failure_prob
+        )
+    } else {
+        waits
+    }
+}
+
+fn simulation_json(rows: &[SimRow], runs: u32, base: &SimOptions) -> Value {
+    let seed = base.seed;
     let dist = |d: &Distribution| json!({"min": finite(d.min), "p50": finite(d.p50), "p90": finite(d.p90), "max": finite(d.max), "mean": finite(d.mean)});
     let strategies: Vec<Value> = rows
         .iter()
@@ -455,10 +570,19 @@ fn simulation_json(rows: &[SimRow], runs: u32, seed: u64) -> Value {
             Err(e) => json!({"strategy": name.as_str(), "error": e}),
         })
         .collect();
-    json!({"runs": runs, "seed": seed, "waits": "sampled", "strategies": strategies})
+    let (waits, traced) = match &base.waits {
+        WaitDraw::Trace(t) => {
+            let mut names: Vec<&String> = t.keys().collect();
+            names.sort();
+            ("trace", json!(names))
+        }
+        _ => ("sampled", json!([])),
+    };
+    json!({"runs": runs, "seed": seed, "waits": waits, "traced_resources": traced, "pilot_failure_prob": base.pilot_failure_prob, "strategies": strategies})
 }
 
-fn simulation_human(rows: &[SimRow], runs: u32, seed: u64) -> String {
+fn simulation_human(rows: &[SimRow], runs: u32, base: &SimOptions) -> String {
+    let seed = base.seed;
     let t = |s: f64| {
         if s.is_finite() {
             duration(s)
@@ -490,8 +614,9 @@ fn simulation_human(rows: &[SimRow], runs: u32, seed: u64) -> String {
         })
         .collect();
     let mut out = format!(
-        "\nsimulated {runs} run(s) per strategy (seeds {seed}..{}; queue waits drawn around each resource's estimate):\n",
-        seed.wrapping_add(u64::from(runs) - 1)
+        "\nsimulated {runs} run(s) per strategy (seeds {seed}..{}; {}):\n",
+        seed.wrapping_add(u64::from(runs) - 1),
+        sim_source(base)
     );
     out.push_str(&table(
         &[

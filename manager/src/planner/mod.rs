@@ -27,7 +27,7 @@ pub use planning::{
     pilot_request, pilot_requests, plan_pilots, Budget, PlanPilotsError, Planning, StrategyName,
 };
 pub use queue_waits::QueueWaitModel;
-pub use runs::{simulate_runs, Distribution, Runs};
+pub use runs::{simulate_runs, simulate_runs_with, Distribution, Runs};
 pub use sim::{simulate, simulate_with, SimOptions, SimResult, WaitDraw};
 pub use summary::{Join, TaskShape, WorkflowSummary};
 

@@ -1,7 +1,7 @@
 //! Many simulated runs of one plan, summarised: what `emanager plan --simulate N` prints for
 //! each strategy side by side.
 
-use super::{simulate, Plan, ResourceOffer, WorkflowSummary};
+use super::{simulate_with, Plan, ResourceOffer, SimOptions, WorkflowSummary};
 
 /// A distribution over runs: nearest-rank percentiles and the mean. Infinite values (runs
 /// that never finished) sort last and make the mean infinite.
@@ -54,9 +54,27 @@ pub fn simulate_runs(
     runs: u32,
     seed: u64,
 ) -> Runs {
+    simulate_runs_with(plan, summary, offers, runs, &SimOptions::sampled(seed))
+}
+
+/// As [`simulate_runs`], with the waits and pilot failures of `base` (run `i` with seed
+/// `base.seed + i`).
+pub fn simulate_runs_with(
+    plan: &Plan,
+    summary: &WorkflowSummary,
+    offers: &[ResourceOffer],
+    runs: u32,
+    base: &SimOptions,
+) -> Runs {
     let runs = runs.max(1);
     let results: Vec<_> = (0..runs)
-        .map(|i| simulate(plan, summary, offers, seed.wrapping_add(u64::from(i))))
+        .map(|i| {
+            let opts = SimOptions {
+                seed: base.seed.wrapping_add(u64::from(i)),
+                ..base.clone()
+            };
+            simulate_with(plan, summary, offers, &opts)
+        })
         .collect();
     let ttc: Vec<f64> = results.iter().map(|r| r.ttc_s).collect();
     let mean =
