@@ -183,6 +183,9 @@ pub struct Campaign {
     pub workdir: tempfile::TempDir,
     /// The Redis the agents are pointed at (a test may run a private one).
     pub redis_url: String,
+    /// Set by [`Campaign::cleanup`]; a campaign dropped without it (a test that failed
+    /// half-way) is cleaned up by [`Drop`].
+    cleaned: bool,
 }
 
 impl Campaign {
@@ -230,6 +233,7 @@ impl Campaign {
             opts,
             workdir,
             redis_url,
+            cleaned: false,
         }
     }
 
@@ -259,7 +263,7 @@ impl Campaign {
     }
 
     /// Removes the campaign's keys and queues.
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
         for v in self.store.pilots(&self.id).await.unwrap_or_default() {
             let _ = self.broker.delete_pilot(&self.id, &v.record.id).await;
             if v.alive && v.record.agent_pid > 0 {
@@ -271,5 +275,43 @@ impl Campaign {
         }
         let _ = self.broker.delete_campaign(&self.id).await;
         let _ = self.store.delete_campaign(&self.id).await;
+        self.cleaned = true;
+    }
+}
+
+impl Drop for Campaign {
+    /// A test that failed before its cleanup leaves nothing behind either: the campaign's
+    /// agents are killed and its queues and keys deleted, with the command-line tools (the
+    /// async clients may be tied to a runtime that is shutting down).
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let id = self.id.to_string();
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", &format!("pilot-agent .*{id}")])
+            .status();
+        let listed = rabbitmqctl(&["list_queues", "name", "--quiet", "--no-table-headers"]);
+        for q in listed
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|q| q.contains(&id))
+        {
+            let _ = rabbitmqctl(&["delete_queue", q]);
+        }
+        let cli = |args: &[&str]| {
+            std::process::Command::new("redis-cli")
+                .args(["-u", &self.redis_url])
+                .args(args)
+                .output()
+                .ok()
+        };
+        if let Some(out) = cli(&["--scan", "--pattern", &format!("em:{{{id}}}:*")]) {
+            for key in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = cli(&["DEL", key]);
+            }
+        }
+        let _ = cli(&["SREM", emanager_shared::store::CAMPAIGNS_KEY, &id]);
     }
 }

@@ -270,3 +270,23 @@ async fn a_poison_message_redelivered_past_the_delivery_limit_is_dead_lettered()
     let _ = broker.delete_pilot(&c, &p).await;
     let _ = broker.delete_campaign(&c).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_campaign_dropped_without_its_cleanup_leaves_no_queue_or_key() {
+    let c = Campaign::new("[[tasks]]\nname = \"t\"\ncommand = [\"/bin/true\"]\n", 0, 1).await;
+    let (id, store) = (c.id, c.store.clone());
+    let pilot = emanager_shared::PilotId::random();
+    c.broker.declare_pilot(&id, &pilot).await.unwrap();
+    assert!(!integration_tests::rabbitmq_queues_named(&id.to_string()).is_empty());
+    assert!(store.campaign(&id).await.unwrap().is_some());
+    // As when a test panics before `cleanup`.
+    tokio::task::block_in_place(|| drop(c));
+    assert!(
+        integration_tests::rabbitmq_queues_named(&id.to_string()).is_empty(),
+        "queues left behind"
+    );
+    assert!(
+        store.campaign(&id).await.unwrap().is_none(),
+        "keys left behind"
+    );
+}

@@ -7,7 +7,7 @@ mod redis_pool;
 mod redis_store;
 
 pub use memory::MemoryStore;
-pub use redis_store::{transition_script, RedisStore};
+pub use redis_store::{transition_script, RedisStore, CAMPAIGNS_KEY};
 
 use crate::ids::{CampaignId, PilotId, TaskId};
 use crate::model::{
