@@ -144,6 +144,8 @@ struct PilotSlot {
     asked_to_return: Option<Instant>,
     /// Registered by a pool agent: shared with other campaigns, never released as idle.
     pool: bool,
+    /// Since when its heartbeat key is missing (`None` while it beats).
+    lapsed_since: Option<Instant>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -202,6 +204,10 @@ struct Driver {
     counts: Counts,
     replacements: u32,
     started: Instant,
+    /// Until then a lapsed heartbeat is not a lost pilot: after a (re)start of this driver,
+    /// notably after a state store outage, the agents' heartbeat keys may have expired while
+    /// nobody could write them.
+    lapse_grace_until: Instant,
     first_exec: Option<Duration>,
     failures: Vec<(String, String)>,
     holder: String,
@@ -348,6 +354,9 @@ impl Driver {
             counts: Counts::default(),
             replacements: 0,
             started,
+            // Two heartbeat TTLs (an agent's key lives three beats).
+            lapse_grace_until: Instant::now()
+                + Duration::from_millis(ctx.opts.heartbeat_ms.saturating_mul(6)),
             first_exec: None,
             failures: Vec::new(),
             holder,
@@ -543,5 +552,6 @@ fn new_pilot_slot(request: Option<PilotRequest>, state: PilotState) -> PilotSlot
         released: false,
         asked_to_return: None,
         pool: false,
+        lapsed_since: None,
     }
 }

@@ -223,7 +223,19 @@ impl Driver {
                 ));
                 continue;
             }
-            if slot.registered && !v.alive {
+            // A lapse counts once it has lasted another two TTLs (six beats): a state store
+            // restart can expire every heartbeat key while agents reconnect.
+            let lapsed = slot.registered && !v.alive;
+            slot.lapsed_since = if lapsed {
+                slot.lapsed_since.or(Some(Instant::now()))
+            } else {
+                None
+            };
+            let confirm = Duration::from_millis(self.opts.heartbeat_ms.saturating_mul(6));
+            if lapsed
+                && Instant::now() >= self.lapse_grace_until
+                && slot.lapsed_since.is_some_and(|t| t.elapsed() >= confirm)
+            {
                 let age = v.heartbeat_age_ms.map(|a| a / 1000).unwrap_or(0);
                 lost.push((
                     id,
