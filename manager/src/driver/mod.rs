@@ -204,10 +204,6 @@ struct Driver {
     counts: Counts,
     replacements: u32,
     started: Instant,
-    /// Until then a lapsed heartbeat is not a lost pilot: after a (re)start of this driver,
-    /// notably after a state store outage, the agents' heartbeat keys may have expired while
-    /// nobody could write them.
-    lapse_grace_until: Instant,
     first_exec: Option<Duration>,
     failures: Vec<(String, String)>,
     holder: String,
@@ -354,9 +350,6 @@ impl Driver {
             counts: Counts::default(),
             replacements: 0,
             started,
-            // Two heartbeat TTLs (an agent's key lives three beats).
-            lapse_grace_until: Instant::now()
-                + Duration::from_millis(ctx.opts.heartbeat_ms.saturating_mul(6)),
             first_exec: None,
             failures: Vec::new(),
             holder,

@@ -224,7 +224,9 @@ impl Driver {
                 continue;
             }
             // A lapse counts once it has lasted another two TTLs (six beats): a state store
-            // restart can expire every heartbeat key while agents reconnect.
+            // restart can expire every heartbeat key while agents reconnect. A driver that
+            // (re)starts, after a Redis outage too, has fresh slots: the six beats count from
+            // its first look.
             let lapsed = slot.registered && !v.alive;
             slot.lapsed_since = if lapsed {
                 slot.lapsed_since.or(Some(Instant::now()))
@@ -232,10 +234,7 @@ impl Driver {
                 None
             };
             let confirm = Duration::from_millis(self.opts.heartbeat_ms.saturating_mul(6));
-            if lapsed
-                && Instant::now() >= self.lapse_grace_until
-                && slot.lapsed_since.is_some_and(|t| t.elapsed() >= confirm)
-            {
+            if lapsed && slot.lapsed_since.is_some_and(|t| t.elapsed() >= confirm) {
                 let age = v.heartbeat_age_ms.map(|a| a / 1000).unwrap_or(0);
                 lost.push((
                     id,
