@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use emanager_test_services::{
-    amqp_url, how_to_start, mgmt_url, rabbitmqctl, redis_db_url, redis_url, restart_rabbitmq,
+    amqp_url, free_port, how_to_start, mgmt_url, rabbitmqctl, redis_db_url, redis_url,
+    restart_rabbitmq,
 };
 
 /// The real RabbitMQ and Redis. A missing service fails the test with how to start it.
@@ -26,6 +27,20 @@ pub async fn services() -> (Arc<dyn Broker>, Arc<dyn StateStore>) {
         .await
         .unwrap_or_else(|e| panic!("{e}\nThis test needs a real RabbitMQ: {}", how_to_start()));
     (Arc::new(broker), Arc::new(store))
+}
+
+/// `GET path` on a local port over HTTP/1.0: the status line and the body; `None` while
+/// nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.lines().next()?.to_string();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
 }
 
 /// A workspace binary (`pilot-agent`, `emanager`), built on demand when missing.

@@ -448,24 +448,10 @@ async fn redis_with_aof_restarted_mid_run_components_reconnect_and_state_is_inta
     c.cleanup().await;
 }
 
-/// `GET /healthz` on a local port: the status line and the body, `None` while nothing
-/// listens.
-fn healthz(port: u16) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.lines().next()?.to_string();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
 fn wait_healthz(port: u16, what: &str, ok: impl Fn(&str, &str) -> bool) -> String {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some((status, body)) = healthz(port) {
+        if let Some((status, body)) = integration_tests::http_get(port, "/healthz") {
             if ok(&status, &body) {
                 return body;
             }
@@ -487,11 +473,7 @@ async fn an_agents_healthz_fails_while_its_redis_is_down_and_recovers_after() {
         &redis,
     )
     .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = integration_tests::free_port();
     let mut agent = Command::new(workspace_bin("pilot-agent"))
         .args(["--campaign", &c.id.to_string(), "--cores", "1"])
         .args(["--heartbeat-ms", "200"])

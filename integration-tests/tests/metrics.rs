@@ -2,30 +2,18 @@
 //! `pilot-agent --metrics-addr` serve `/healthz` and every series `docs/operations.md`
 //! documents, with values that agree with the campaign.
 
-use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TASKS: u32 = 40;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use integration_tests::free_port;
 
-/// `GET path` over HTTP/1.0; `None` while nothing listens.
+/// The body of `GET path` when it answers 200; `None` otherwise.
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let ok = out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200");
-    ok.then_some(out)
+    let (status, body) = integration_tests::http_get(port, path)?;
+    (status.starts_with("HTTP/1.0 200") || status.starts_with("HTTP/1.1 200")).then_some(body)
 }
 
 /// The value of the series line starting with `series` (name plus labels).

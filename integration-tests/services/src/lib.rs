@@ -253,8 +253,8 @@ fn host_endpoints() -> Endpoints {
     }
 }
 
-/// A port that was free a moment ago, to be bound by a container.
-fn free_port() -> u16 {
+/// A local port that was free a moment ago (for a container, or a test's own server).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

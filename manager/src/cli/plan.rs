@@ -528,17 +528,25 @@ fn read_wait_trace(path: &Path) -> anyhow::Result<Vec<f64>> {
     Ok(waits)
 }
 
+/// The resources whose waits `o` replays from traces, sorted.
+fn traced_resources(o: &SimOptions) -> Vec<&str> {
+    let mut names: Vec<&str> = match &o.waits {
+        WaitDraw::Trace(t) => t.keys().map(String::as_str).collect(),
+        _ => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
 fn sim_source(o: &SimOptions) -> String {
-    let waits = match &o.waits {
-        WaitDraw::Trace(t) => {
-            let mut names: Vec<&str> = t.keys().map(String::as_str).collect();
-            names.sort();
-            format!(
-                "queue waits replayed from traces for {}, drawn around the estimate elsewhere",
-                names.join(", ")
-            )
-        }
-        _ => "queue waits drawn around each resource's estimate".to_string(),
+    let traced = traced_resources(o);
+    let waits = if traced.is_empty() {
+        "queue waits drawn around each resource's estimate".to_string()
+    } else {
+        format!(
+            "queue waits replayed from traces for {}, drawn around the estimate elsewhere",
+            traced.join(", ")
+        )
     };
     if o.pilot_failure_prob > 0.0 {
         format!(
@@ -570,13 +578,11 @@ fn simulation_json(rows: &[SimRow], runs: u32, base: &SimOptions) -> Value {
             Err(e) => json!({"strategy": name.as_str(), "error": e}),
         })
         .collect();
-    let (waits, traced) = match &base.waits {
-        WaitDraw::Trace(t) => {
-            let mut names: Vec<&String> = t.keys().collect();
-            names.sort();
-            ("trace", json!(names))
-        }
-        _ => ("sampled", json!([])),
+    let traced = traced_resources(base);
+    let waits = if traced.is_empty() {
+        "sampled"
+    } else {
+        "trace"
     };
     json!({"runs": runs, "seed": seed, "waits": waits, "traced_resources": traced, "pilot_failure_prob": base.pilot_failure_prob, "strategies": strategies})
 }

@@ -268,9 +268,8 @@ pub(super) fn toml_error(
 /// A JSON syntax or type error from serde_json, reworded, at its line:column. `base` is the
 /// byte offset in the text of the slice that was parsed (0 for the whole text).
 pub(super) fn json_error(loc: &Locator, e: &serde_json::Error, base: usize) -> WorkflowError {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let message = full.strip_suffix(&suffix).unwrap_or(&full);
+    let message = json_message(e);
+    let message = message.as_str();
     let (base_line, base_col) = loc.lines.line_col(base);
     let (line, col) = if e.line() <= 1 {
         (base_line, base_col + e.column().saturating_sub(1))
@@ -283,6 +282,13 @@ pub(super) fn json_error(loc: &Locator, e: &serde_json::Error, base: usize) -> W
         location: format!("{}:{line}:{col}", loc.origin),
         message: explain(message, json_key_before(&prefix)),
     }
+}
+
+/// serde_json's message without its ` at line L column C`.
+pub(super) fn json_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    full.strip_suffix(&suffix).unwrap_or(&full).to_string()
 }
 
 /// The key of `key = value` whose value starts where `prefix` ends.

@@ -274,10 +274,7 @@ impl Reader<'_, '_> {
                 Ok(v) => (Ok(v), None),
                 Err(e) => {
                     let field = field_of(e.path());
-                    let inner = e.into_inner();
-                    let full = inner.to_string();
-                    let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-                    let message = full.strip_suffix(&suffix).unwrap_or(&full);
+                    let message = locate::json_message(e.inner());
                     let at = field
                         .as_ref()
                         .and_then(|f| kept.iter().find(|(k, _)| k == f))
@@ -287,7 +284,7 @@ impl Reader<'_, '_> {
                         );
                     let error = WorkflowError {
                         location: at,
-                        message: locate::explain(message, field.as_deref()),
+                        message: locate::explain(&message, field.as_deref()),
                     };
                     (Err(error), field)
                 }
